@@ -1,0 +1,41 @@
+# prefstore's two commands (see README.md): `make demo` and `make test`.
+# Each installs the dependencies (Debian packages), configures, builds and starts what it needs.
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+CTEST_FLAGS ?=
+
+.PHONY: all deps configure build test demo bench format format-check sanitize clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DPREFSTORE_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# The whole suite against throwaway PostgreSQL clusters; ends with ctest's summary line.
+test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# The main job on prefstore's own local server (./.prefstore, or $$PREFSTORE_HOME).
+demo: build
+	@bash scripts/demo.sh $(BUILD_DIR)/cli/prefstore
+
+# The suite under AddressSanitizer and UndefinedBehaviorSanitizer, in its own build folder.
+sanitize:
+	@$(MAKE) test BUILD_DIR=build-sanitize BUILD_TYPE=Debug CMAKE_FLAGS="-DPREFSTORE_SANITIZE=ON -DPREFSTORE_BUILD_BENCH=OFF"
+
+format:
+	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+format-check:
+	@git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
+
+clean:
+	@rm -rf $(BUILD_DIR) build-sanitize

@@ -1,0 +1,29 @@
+// StoreOptions: the settings a service gives when it opens a Store. Every field has a default;
+// an empty StoreOptions opens the database named by the environment, or the local server.
+// Thread-safety: a plain value.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "prefstore/storage/connection_pool.hpp"
+#include "prefstore/storage/local_server.hpp"
+
+namespace prefstore {
+
+struct StoreOptions {
+  // libpq connection string. Default std::nullopt: PREFSTORE_DATABASE_URL, else libpq's PG*
+  // variables or service file, else prefstore's own local server (see `local`). Prefer the
+  // environment over putting a password here.
+  std::optional<std::string> database_url;
+  // Connection pool settings; `pool.conninfo` is filled from the database chosen above.
+  storage::PoolOptions pool;
+  // Settings of the local server used when no database is configured. Default: from the
+  // environment (PREFSTORE_HOME, PREFSTORE_LOCAL_USER, PREFSTORE_PG_BINDIR).
+  storage::LocalServerOptions local = storage::local_server_options_from_environment();
+  // Apply pending migrations when the store opens (under the advisory lock, so several service
+  // instances may start at once). Default true; false leaves the schema to `prefstore migrate`.
+  bool migrate_on_open = true;
+};
+
+}  // namespace prefstore

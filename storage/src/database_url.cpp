@@ -1,0 +1,80 @@
+#include "prefstore/storage/database_url.hpp"
+
+#include <libpq-fe.h>
+
+#include <cstdlib>
+#include <memory>
+#include <regex>
+
+#include "prefstore/errors.hpp"
+
+namespace prefstore::storage {
+
+std::optional<std::string> configured_database_url() {
+  if (const char* url = std::getenv("PREFSTORE_DATABASE_URL"); url != nullptr && *url != '\0') {
+    return std::string(url);
+  }
+  for (const char* name : {"PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE"}) {
+    if (const char* v = std::getenv(name); v != nullptr && *v != '\0') return std::string();
+  }
+  return std::nullopt;
+}
+
+std::string redact_conninfo(std::string_view conninfo) noexcept {
+  try {
+    std::string s(conninfo);
+    // URI userinfo: scheme://user:password@host
+    static const std::regex uri_password(R"(^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/?#]*):[^@/?#]*@)");
+    s = std::regex_replace(s, uri_password, "$1:***@");
+    // URI query parameter: ?password=... or &password=...
+    static const std::regex query_password(R"(([?&]password=)[^&#]*)", std::regex::icase);
+    s = std::regex_replace(s, query_password, "$1***");
+    // key=value form: password=secret or password = 'se cr\'et'
+    static const std::regex kv_password(R"((^|\s)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*))",
+                                        std::regex::icase);
+    s = std::regex_replace(s, kv_password, "$1$2***");
+    return s;
+  } catch (...) {
+    return "(connection string hidden)";
+  }
+}
+
+std::string quote_conninfo_value(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '\'';
+  return out;
+}
+
+std::string conninfo_with(std::string_view conninfo,
+                          const std::vector<std::pair<std::string, std::string>>& overrides) {
+  char* err = nullptr;
+  const std::string input(conninfo);
+  std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> options(
+      PQconninfoParse(input.c_str(), &err), &PQconninfoFree);
+  if (!options) {
+    std::string reason = err != nullptr ? err : "out of memory";
+    if (err != nullptr) PQfreemem(err);
+    while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+    throw ValidationError("invalid database connection string \"" + redact_conninfo(conninfo) +
+                          "\": " + redact_conninfo(reason));
+  }
+  std::string out;
+  auto add = [&out](const std::string& key, std::string_view value) {
+    if (!out.empty()) out += ' ';
+    out += key + "=" + quote_conninfo_value(value);
+  };
+  for (PQconninfoOption* o = options.get(); o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    bool overridden = false;
+    for (const auto& [k, v] : overrides) overridden = overridden || k == o->keyword;
+    if (!overridden) add(o->keyword, o->val);
+  }
+  for (const auto& [k, v] : overrides) add(k, v);
+  return out;
+}
+
+}  // namespace prefstore::storage
