@@ -5,6 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps configure build test demo bench format format-check sanitize clean
 
