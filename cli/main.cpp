@@ -1,16 +1,21 @@
-// prefstore: the operator's command-line tool. See `prefstore --help` and docs/errors.md for the
-// exit codes.
+// prefstore: the operator's command-line tool. See `prefstore --help`, README.md and
+// docs/errors.md for the exit codes.
 #include <CLI/CLI.hpp>
-#include <cstdio>
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
 
+#include "output.hpp"
 #include "prefstore/errors.hpp"
+#include "prefstore/preference_key.hpp"
 #include "prefstore/storage/local_server.hpp"
 #include "prefstore/store.hpp"
 
 namespace {
+
+using prefstore::cli::json_string;
+using prefstore::cli::Table;
 
 // Exit codes, documented in docs/errors.md. Persisted in scripts: never renumber.
 enum Exit : int {
@@ -31,50 +36,90 @@ std::string format_duration(double ms) {
   return out.str();
 }
 
-void print_status_table(const std::vector<prefstore::storage::MigrationStatus>& rows) {
-  std::cout << std::left << std::setw(9) << "VERSION" << std::setw(34) << "FILE" << std::setw(10)
-            << "STATE" << std::setw(26) << "APPLIED AT"
-            << "DURATION\n";
-  for (const auto& r : rows) {
-    std::ostringstream v;
-    v << std::setw(4) << std::setfill('0') << std::right << r.version;
-    std::cout << std::left << std::setw(9) << v.str() << std::setw(34) << r.file_name
-              << std::setw(10) << prefstore::storage::to_string(r.state) << std::setw(26)
-              << r.applied_at.value_or("-")
-              << (r.duration_ms ? format_duration(*r.duration_ms) : "-") << "\n";
+// Options shared by the writing commands.
+struct WriteFlags {
+  std::string actor;
+  std::string source = "prefstore-cli";
+  std::string reason;
+  std::string correlation_id;
+  std::string causation_id;
+  std::int64_t expect_version = -1;  // -1: any
+  std::string event_id;
+
+  void add_to(CLI::App* cmd) {
+    cmd->add_option("--actor", actor,
+                    "Who makes the change (default: $PREFSTORE_ACTOR, else $USER)");
+    cmd->add_option("--source", source, "Service or tool making the change")->capture_default_str();
+    cmd->add_option("--reason", reason, "Why the change is made");
+    cmd->add_option("--correlation-id", correlation_id,
+                    "Id tying the events of one request together");
+    cmd->add_option("--causation-id", causation_id, "Id of the event or command that caused this");
+    cmd->add_option("--expect-version", expect_version,
+                    "Write only if the stream is at this version (0: no events yet)");
+    cmd->add_option("--event-id", event_id,
+                    "UUID for the event (a retry with the same id stores nothing twice)");
   }
+  prefstore::Metadata metadata() const {
+    prefstore::Metadata m{actor, source, reason, correlation_id, causation_id};
+    if (m.actor.empty()) {
+      if (const char* a = std::getenv("PREFSTORE_ACTOR"))
+        m.actor = a;
+      else if (const char* u = std::getenv("USER"))
+        m.actor = u;
+    }
+    return m;
+  }
+  prefstore::AppendOptions options() const {
+    prefstore::AppendOptions o;
+    if (expect_version >= 0) o.expected = prefstore::ExpectedVersion::exactly(expect_version);
+    if (!event_id.empty()) o.event_ids = {event_id};
+    return o;
+  }
+};
+
+void print_result(const std::string& what, const prefstore::AppendResult& r) {
+  std::cout << what << (r.duplicate ? " (already stored: this retry wrote nothing)" : "")
+            << ": version " << r.stream_version << ", position " << r.global_position << ", at "
+            << prefstore::format_timestamp(r.recorded_at) << "\n";
 }
 
-prefstore::StoreOptions cli_store_options() {
+prefstore::StoreOptions store_options(bool open_mode) {
   prefstore::StoreOptions options;
-  options.migrate_on_open = false;
   options.pool.max_size = 2;
+  options.strict = !open_mode;
   return options;
 }
 
+// --- commands -------------------------------------------------------------------------------
+
 int run_migrate(bool status_only) {
-  prefstore::Store store(cli_store_options());
+  auto options = store_options(false);
+  options.migrate_on_open = false;
+  prefstore::Store store(options);
   std::cout << "database: " << store.redacted_database_url()
             << (store.uses_local_server() ? " (prefstore's local server)" : "") << "\n";
   if (!status_only) {
     const auto applied = store.migrate();
-    if (applied.empty()) {
-      std::cout << "schema is up to date; no migration applied\n";
-    }
+    if (applied.empty()) std::cout << "schema is up to date; no migration applied\n";
     for (const auto& m : applied) {
       std::cout << "applied " << m.file_name << " in " << format_duration(*m.duration_ms) << "\n";
     }
     return kOk;
   }
   const auto rows = store.migration_status();
-  print_status_table(rows);
+  Table table({"VERSION", "FILE", "STATE", "APPLIED AT", "DURATION"});
   int pending = 0;
   bool broken = false;
   for (const auto& r : rows) {
+    std::ostringstream v;
+    v << std::setw(4) << std::setfill('0') << r.version;
+    table.add({v.str(), r.file_name, prefstore::storage::to_string(r.state),
+               r.applied_at.value_or("-"), r.duration_ms ? format_duration(*r.duration_ms) : "-"});
     pending += r.state == prefstore::storage::MigrationState::pending ? 1 : 0;
     broken = broken || r.state == prefstore::storage::MigrationState::changed ||
              r.state == prefstore::storage::MigrationState::unknown;
   }
+  table.print(std::cout);
   std::cout << rows.size() << " migrations, " << pending << " pending\n";
   if (broken) {
     std::cerr << "prefstore: the database's migrations do not match this build (see CHANGED or "
@@ -116,6 +161,211 @@ int run_local(const std::string& action) {
   return kOk;
 }
 
+// Parses VALUE for key: with the key's type when it is defined, else (open mode) inferred.
+prefstore::Value value_for(prefstore::Store& store, const std::string& key,
+                           const std::string& text) {
+  prefstore::validate_key(key);
+  if (auto def = store.definition(key))
+    return prefstore::parse_value(key, def->definition.type, text);
+  return prefstore::infer_value(text);
+}
+
+int run_set(bool open_mode, const std::string& user, const std::string& key,
+            const std::string& text, const WriteFlags& flags) {
+  prefstore::Store store(store_options(open_mode));
+  const auto result =
+      store.set(user, key, value_for(store, key, text), flags.metadata(), flags.options());
+  print_result("set " + key + " of " + user, result);
+  return kOk;
+}
+
+int run_reset(bool open_mode, const std::string& user, const std::string& key,
+              const WriteFlags& flags) {
+  prefstore::Store store(store_options(open_mode));
+  print_result("reset " + key + " of " + user,
+               store.reset(user, key, flags.metadata(), flags.options()));
+  return kOk;
+}
+
+int run_get(const std::string& user, const std::string& key, bool json) {
+  prefstore::Store store(store_options(true));
+  if (!key.empty()) {
+    const auto value = store.get(user, key);
+    if (!value) {
+      std::cerr << "prefstore: " << user << " has no value for " << key
+                << " and it has no default\n";
+      return kError;
+    }
+    std::cout << (json ? prefstore::to_json(*value) : prefstore::format_value(*value)) << "\n";
+    return kOk;
+  }
+  const auto all = store.get_all(user);
+  if (json) {
+    std::string out = "{";
+    for (const auto& [k, p] : all) {
+      out += (out.size() > 1 ? "," : "") + json_string(k) + ":" + prefstore::to_json(p.value);
+    }
+    std::cout << out << "}\n";
+    return kOk;
+  }
+  Table table({"KEY", "VALUE", "FROM", "VERSION", "UPDATED AT", "BY"});
+  for (const auto& [k, p] : all) {
+    if (p.is_default) {
+      table.add({k, prefstore::format_value(p.value), "default", "-", "-", "-"});
+    } else {
+      table.add({k, prefstore::format_value(p.value), "set", std::to_string(p.entry->version),
+                 prefstore::format_timestamp(p.entry->updated_at),
+                 p.entry->updated_by.empty() ? "-" : p.entry->updated_by});
+    }
+  }
+  table.print(std::cout);
+  return kOk;
+}
+
+struct DefineFlags {
+  std::string type;
+  std::string default_text;
+  std::optional<double> min, max;
+  std::optional<std::int64_t> max_length, max_items;
+  std::optional<std::string> pattern;
+  std::vector<std::string> allowed;
+  std::string description;
+};
+
+int run_define(const std::string& key, const DefineFlags& f, const WriteFlags& flags) {
+  prefstore::Store store(store_options(false));
+  prefstore::validate_key(key);
+  const auto type = prefstore::parse_value_type(f.type);
+  if (!type) {
+    throw prefstore::ValidationError(
+        "--type \"" + f.type + "\" is not a type: use bool, int, double, string or string_list");
+  }
+  prefstore::PreferenceDefinition d;
+  d.key = key;
+  d.type = *type;
+  d.description = f.description;
+  d.constraints.min = f.min;
+  d.constraints.max = f.max;
+  d.constraints.max_length = f.max_length;
+  d.constraints.max_items = f.max_items;
+  d.constraints.pattern = f.pattern;
+  if (!f.allowed.empty()) {
+    const auto item_type =
+        *type == prefstore::ValueType::string_list ? prefstore::ValueType::string : *type;
+    std::vector<prefstore::Value> allowed;
+    for (const auto& a : f.allowed) allowed.push_back(prefstore::parse_value(key, item_type, a));
+    d.constraints.allowed_values = allowed;
+  }
+  if (!f.default_text.empty()) d.default_value = prefstore::parse_value(key, *type, f.default_text);
+  print_result("defined " + key, store.define(d, flags.metadata(), flags.options()));
+  return kOk;
+}
+
+int run_deprecate(const std::string& key, const std::string& note, const WriteFlags& flags) {
+  prefstore::Store store(store_options(false));
+  print_result("deprecated " + key, store.deprecate(key, note, flags.metadata(), flags.options()));
+  return kOk;
+}
+
+std::string describe_constraints(const prefstore::PreferenceDefinition& d) {
+  std::string out;
+  auto add = [&out](const std::string& s) { out += (out.empty() ? "" : ", ") + s; };
+  auto num = [](double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
+  };
+  const auto& c = d.constraints;
+  if (c.min) add("min " + num(*c.min));
+  if (c.max) add("max " + num(*c.max));
+  if (c.max_length) add("max length " + std::to_string(*c.max_length));
+  if (c.pattern) add("pattern " + *c.pattern);
+  if (c.allowed_values) {
+    std::string a;
+    for (const auto& v : *c.allowed_values)
+      a += (a.empty() ? "" : "|") + prefstore::format_value(v);
+    add("one of " + a);
+  }
+  if (c.max_items) add("max items " + std::to_string(*c.max_items));
+  return out.empty() ? "-" : out;
+}
+
+int run_definitions(bool json) {
+  prefstore::Store store(store_options(false));
+  const auto catalog = store.definitions();
+  if (json) {
+    for (const auto& [key, e] : catalog) {
+      const auto& d = e.definition;
+      std::cout << "{\"key\":" << json_string(key) << ",\"type\":\"" << prefstore::to_string(d.type)
+                << "\",\"default\":"
+                << (d.default_value ? prefstore::to_json(*d.default_value) : "null")
+                << ",\"constraints\":" << json_string(describe_constraints(d))
+                << ",\"description\":" << json_string(d.description)
+                << ",\"deprecated\":" << (d.deprecated ? "true" : "false")
+                << ",\"version\":" << e.version << "}\n";
+    }
+    return kOk;
+  }
+  Table table({"KEY", "TYPE", "DEFAULT", "CONSTRAINTS", "DESCRIPTION", "VERSION"});
+  for (const auto& [key, e] : catalog) {
+    const auto& d = e.definition;
+    std::string description = d.description;
+    if (d.deprecated) description = "DEPRECATED (" + d.deprecation_note + ") " + description;
+    table.add({key, prefstore::to_string(d.type),
+               d.default_value ? prefstore::format_value(*d.default_value) : "-",
+               describe_constraints(d), description, std::to_string(e.version)});
+  }
+  table.print(std::cout);
+  std::cout << catalog.size() << " definitions\n";
+  return kOk;
+}
+
+std::string describe_event(const prefstore::EventData& data) {
+  return std::visit(
+      [](const auto& e) -> std::string {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, prefstore::PreferenceSet>) {
+          return e.key + " = " + prefstore::format_value(e.value);
+        } else if constexpr (std::is_same_v<T, prefstore::PreferenceReset>) {
+          return e.key + " back to default";
+        } else if constexpr (std::is_same_v<T, prefstore::PreferenceDefined>) {
+          return e.definition.key + " defined as " + prefstore::to_string(e.definition.type);
+        } else {
+          return e.key + " deprecated: " + e.note;
+        }
+      },
+      data);
+}
+
+int run_history(const std::string& user, std::int64_t limit, bool json) {
+  prefstore::Store store(store_options(true));
+  const auto events = store.history(user, limit);
+  if (json) {
+    for (const auto& e : events) {
+      const auto encoded = prefstore::encode(e.data);
+      std::cout << "{\"stream_id\":" << json_string(e.stream_id)
+                << ",\"version\":" << e.stream_version << ",\"position\":" << e.global_position
+                << ",\"event_id\":\"" << e.event_id << "\",\"type\":\"" << encoded.event_type
+                << "\",\"recorded_at\":\"" << prefstore::format_timestamp(e.recorded_at)
+                << "\",\"payload\":" << encoded.payload_json
+                << ",\"metadata\":" << prefstore::encode_metadata(e.metadata) << "}\n";
+    }
+    return kOk;
+  }
+  Table table(
+      {"VERSION", "POSITION", "RECORDED AT", "EVENT", "CHANGE", "ACTOR", "SOURCE", "REASON"});
+  for (const auto& e : events) {
+    auto dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
+    table.add({std::to_string(e.stream_version), std::to_string(e.global_position),
+               prefstore::format_timestamp(e.recorded_at), prefstore::event_type_name(e.data),
+               describe_event(e.data), dash(e.metadata.actor), dash(e.metadata.source),
+               dash(e.metadata.reason)});
+  }
+  table.print(std::cout);
+  std::cout << events.size() << " events\n";
+  return kOk;
+}
+
 int exit_code_for(const prefstore::Error& e) {
   if (dynamic_cast<const prefstore::UsageError*>(&e)) return kUsage;
   if (dynamic_cast<const prefstore::ValidationError*>(&e)) return kValidation;
@@ -133,10 +383,14 @@ int main(int argc, char** argv) {
   CLI::App app{
       "prefstore: an event-sourced preference store on PostgreSQL.\n"
       "The database comes from PREFSTORE_DATABASE_URL, else libpq's PG* variables or service "
-      "file,\nelse prefstore's own local server under ./.prefstore (or $PREFSTORE_HOME).",
+      "file,\nelse prefstore's own local server under ./.prefstore (or $PREFSTORE_HOME).\n"
+      "Exit codes: 0 ok, 1 error, 2 usage, 3 validation, 4 conflict, 5 unavailable, 6 schema,\n"
+      "7 permission, 8 corrupt data (docs/errors.md).",
       "prefstore"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "prefstore 0.1.0");
+  bool open_mode = false;
+  app.add_flag("--open", open_mode, "Open mode: accept keys that have no definition (untyped)");
 
   bool status_only = false;
   auto* migrate = app.add_subcommand("migrate", "Apply pending schema migrations");
@@ -147,6 +401,63 @@ int main(int argc, char** argv) {
   local->add_option("action", local_action, "start | stop | status | url")
       ->required()
       ->check(CLI::IsMember({"start", "stop", "status", "url"}));
+
+  std::string user, key, value_text, note;
+  bool json = false;
+  std::int64_t limit = 1000;
+
+  WriteFlags set_flags;
+  auto* set = app.add_subcommand("set", "Set a user's preference (appends a PreferenceSet event)");
+  set->add_option("user", user, "User id")->required();
+  set->add_option("key", key, "Preference key, e.g. calendar.timezone")->required();
+  set->add_option("value", value_text,
+                  "Value, read with the key's type (string_list: JSON array or a,b,c)")
+      ->required();
+  set_flags.add_to(set);
+
+  WriteFlags reset_flags;
+  auto* reset = app.add_subcommand("reset", "Put a user's preference back to its default");
+  reset->add_option("user", user, "User id")->required();
+  reset->add_option("key", key, "Preference key")->required();
+  reset_flags.add_to(reset);
+
+  auto* get =
+      app.add_subcommand("get", "Show a user's preferences (with defaults), or one of them");
+  get->add_option("user", user, "User id")->required();
+  get->add_option("key", key, "Only this key");
+  get->add_flag("--json", json, "Print JSON");
+
+  DefineFlags define_flags;
+  WriteFlags define_write;
+  auto* define = app.add_subcommand("define", "Create or replace a preference definition");
+  define->add_option("key", key, "Preference key: dotted lowercase segments")->required();
+  define->add_option("--type", define_flags.type, "bool | int | double | string | string_list")
+      ->required();
+  define->add_option("--default", define_flags.default_text, "Default value");
+  define->add_option("--min", define_flags.min, "Smallest allowed number (int, double)");
+  define->add_option("--max", define_flags.max, "Largest allowed number (int, double)");
+  define->add_option("--max-length", define_flags.max_length, "Longest string (characters)");
+  define->add_option("--pattern", define_flags.pattern, "Regular expression a string must match");
+  define->add_option("--allowed", define_flags.allowed, "Allowed values (or list items)")
+      ->delimiter(',');
+  define->add_option("--max-items", define_flags.max_items, "Most items of a string_list");
+  define->add_option("--description", define_flags.description, "What the preference means");
+  define_write.add_to(define);
+
+  WriteFlags deprecate_flags;
+  auto* deprecate = app.add_subcommand("deprecate", "Mark a preference definition deprecated");
+  deprecate->add_option("key", key, "Preference key")->required();
+  deprecate->add_option("--note", note, "Why, and what to use instead")->required();
+  deprecate_flags.add_to(deprecate);
+
+  auto* definitions = app.add_subcommand("definitions", "List the preference definitions");
+  definitions->add_flag("--json", json, "Print JSON lines");
+
+  auto* history = app.add_subcommand("history", "Show a user's events, oldest first");
+  history->add_option("user", user, "User id (or $def:<key> for a definition's history)")
+      ->required();
+  history->add_option("--limit", limit, "At most this many events")->capture_default_str();
+  history->add_flag("--json", json, "Print JSON lines");
 
   try {
     app.parse(argc, argv);
@@ -164,6 +475,13 @@ int main(int argc, char** argv) {
   try {
     if (migrate->parsed()) return run_migrate(status_only);
     if (local->parsed()) return run_local(local_action);
+    if (set->parsed()) return run_set(open_mode, user, key, value_text, set_flags);
+    if (reset->parsed()) return run_reset(open_mode, user, key, reset_flags);
+    if (get->parsed()) return run_get(user, key, json);
+    if (define->parsed()) return run_define(key, define_flags, define_write);
+    if (deprecate->parsed()) return run_deprecate(key, note, deprecate_flags);
+    if (definitions->parsed()) return run_definitions(json);
+    if (history->parsed()) return run_history(user, limit, json);
   } catch (const prefstore::Error& e) {
     std::cerr << "prefstore: " << e.what() << "\n";
     return exit_code_for(e);

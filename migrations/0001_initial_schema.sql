@@ -311,6 +311,7 @@ COMMENT ON COLUMN prefstore.preference_definitions.last_position IS
 CREATE TABLE prefstore.preferences_current (
     stream_id     text        NOT NULL,
     key           text        NOT NULL,
+    value_type    text        NOT NULL,
     value         jsonb       NOT NULL,
     version       bigint      NOT NULL,
     updated_at    timestamptz NOT NULL,
@@ -321,6 +322,8 @@ CREATE TABLE prefstore.preferences_current (
         REFERENCES prefstore.streams (stream_id) ON UPDATE NO ACTION ON DELETE CASCADE,
     CONSTRAINT preferences_current_key_format
         CHECK (key ~ '^[a-z][a-z0-9_]*([.][a-z][a-z0-9_]*)*$' AND char_length(key) <= 128),
+    CONSTRAINT preferences_current_value_type_known
+        CHECK (value_type IN ('bool', 'int', 'double', 'string', 'string_list')),
     CONSTRAINT preferences_current_version_positive CHECK (version >= 1),
     CONSTRAINT preferences_current_last_position_positive CHECK (last_position >= 1)
 );
@@ -334,8 +337,12 @@ COMMENT ON COLUMN prefstore.preferences_current.stream_id IS
 COMMENT ON COLUMN prefstore.preferences_current.key IS
     'Preference key, same grammar as preference_definitions.key. Not required to have a '
     'definition (open mode).';
+COMMENT ON COLUMN prefstore.preferences_current.value_type IS
+    'Type of the value: bool, int, double, string or string_list (the set event''s "type"). '
+    'Kept beside the value because JSON numbers alone do not tell an int from a double.';
 COMMENT ON COLUMN prefstore.preferences_current.value IS
-    'The current value, in the encoding the core library writes for typed values.';
+    'The current value as a plain JSON value (true, 30, 2.5, "Europe/Berlin", ["email"]), as '
+    'the core library writes it; value_type says how to read it.';
 COMMENT ON COLUMN prefstore.preferences_current.version IS
     'stream_version of the event that set this value.';
 COMMENT ON COLUMN prefstore.preferences_current.updated_at IS

@@ -1,18 +1,89 @@
 #!/usr/bin/env bash
-# prefstore's demo: the calendar assistant's preference store on prefstore's own local server.
-# For now (the foundation) it starts the server, applies the migrations and shows their status.
-set -euo pipefail
+# prefstore's demo: a calendar assistant whose services keep their users' preferences in
+# prefstore (calendar events themselves stay in Google Calendar). Runs on prefstore's own local
+# server, in a database of its own (prefstore_demo) that it recreates each time.
+set -uo pipefail
 cli=${1:-build/cli/prefstore}
 unset PREFSTORE_DATABASE_URL PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+bold=$'\033[1m'; dim=$'\033[2m'; off=$'\033[0m'
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
+quoted() { local out="" a; for a in "$@"; do out+=" $(printf '%q' "$a")"; done; printf '%s' "$out"; }
+show() { printf '%s$ prefstore%s%s\n' "$dim" "$(quoted "$@")" "$off"; "$cli" "$@"; }
+# A command that must fail: show its message and exit code.
+refused() {
+  printf '%s$ prefstore%s%s\n' "$dim" "$(quoted "$@")" "$off"
+  local rc=0
+  "$cli" "$@" || rc=$?
+  printf '%s-> refused with exit code %d%s\n' "$dim" "$rc" "$off"
+  [ "$rc" -ne 0 ] || { echo "demo: expected a refusal"; exit 1; }
+}
 
-step "prefstore local start  (a PostgreSQL 15 cluster of its own, unix socket only)"
-"$cli" local start
-step "prefstore migrate  (numbered SQL files compiled into the tool, applied under an advisory lock)"
-"$cli" migrate
-step "prefstore migrate --status"
-"$cli" migrate --status
-step "prefstore local status"
-"$cli" local status
-printf '\nThe server keeps running for the next command; stop it with: %s local stop\n' "$cli"
+step "prefstore local start: a PostgreSQL 15 cluster of its own, unix socket only"
+"$cli" local start || exit 1
+base=$("$cli" local url) || exit 1
+psql -q "$base dbname=postgres" -c 'SET client_min_messages = warning' \
+  -c 'DROP DATABASE IF EXISTS prefstore_demo' -c 'CREATE DATABASE prefstore_demo' || exit 1
+export PREFSTORE_DATABASE_URL="${base/dbname=\'prefstore\'/dbname='prefstore_demo'}"
+
+set -e
+step "Migrations: numbered SQL files compiled into the tool"
+show migrate
+show migrate --status
+
+step "The platform team defines the preferences the calendar services may store"
+export PREFSTORE_ACTOR=grace@platform
+show define calendar.timezone --type string --default UTC \
+  --pattern '[A-Za-z_]+(/[A-Za-z_+-]+)*' --description "IANA time zone of the user's calendar" \
+  --source prefstore-admin --reason "calendar launch"
+show define calendar.working_hours.start --type string --default 09:00 \
+  --pattern '([01][0-9]|2[0-3]):[0-5][0-9]' --description "Start of the working day (HH:MM)" \
+  --source prefstore-admin
+show define calendar.working_hours.end --type string --default 17:00 \
+  --pattern '([01][0-9]|2[0-3]):[0-5][0-9]' --description "End of the working day (HH:MM)" \
+  --source prefstore-admin
+show define calendar.default_meeting_minutes --type int --default 30 --min 5 --max 480 \
+  --description "Length of a new meeting" --source prefstore-admin
+show define calendar.reminder_minutes --type int --default 10 --allowed 0,5,10,15,30,60 \
+  --description "Reminder before each meeting" --source prefstore-admin
+show define notifications.channels --type string_list --default email --allowed email,push,sms \
+  --max-items 3 --description "Where reminders are sent" --source prefstore-admin
+show definitions
+
+step "Users change their preferences through several services"
+export PREFSTORE_ACTOR=ada@example.com
+show set ada calendar.timezone Europe/London --source calendar-web --reason "settings page"
+show set ada calendar.working_hours.start 08:30 --source calendar-web --reason "settings page"
+show set ada notifications.channels email,push --source calendar-mobile --reason "enabled push"
+export PREFSTORE_ACTOR=linus@example.com
+show set linus calendar.timezone Europe/Helsinki --source calendar-web
+show set linus calendar.default_meeting_minutes 25 --source calendar-web --reason "speedy meetings"
+export PREFSTORE_ACTOR=scheduling-assistant
+show set ada calendar.default_meeting_minutes 45 --source scheduling-assistant \
+  --reason "learned from accepted invitations" --correlation-id sched-2026-11-30-001
+
+step "A conflict: the mobile app read Ada's preferences at version 3, the assistant wrote since"
+export PREFSTORE_ACTOR=ada@example.com
+refused set ada calendar.timezone America/New_York --source calendar-mobile --expect-version 3
+show set ada calendar.timezone America/New_York --source calendar-mobile --expect-version 4 \
+  --reason "travelling"
+
+step "Rejected values: each error names the key, the value and the broken rule"
+refused set ada calendar.default_meeting_minutes 600 --source calendar-web
+refused set ada calendar.working_hours.end 25:00 --source calendar-web
+refused set ada notifications.channels email,pigeon --source calendar-mobile
+refused set ada calendar.mood sunny --source calendar-web
+
+step "Back to the default"
+show reset ada calendar.working_hours.start --source calendar-web --reason "back to office hours"
+
+step "What the services read: the user's values and the defaults"
+show get ada
+show get linus
+show get ada calendar.timezone --json
+
+step "The audit trail: who changed what, when, from which service and why"
+show history ada
+show history '$def:calendar.default_meeting_minutes'
+
+printf '\nThe local server keeps running for the next command; stop it with: %s local stop\n' "$cli"

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake make pkg-config git ca-certificates
-  libpqxx-dev libpq-dev libcereal-dev libboost-dev librapidcheck-dev
+  libpqxx-dev libpq-dev libcereal-dev rapidjson-dev libboost-dev librapidcheck-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libssl-dev libspdlog-dev libfmt-dev
   postgresql-15 postgresql-client-15

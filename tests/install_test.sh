@@ -30,15 +30,14 @@ export PREFSTORE_HOME="$home"
 # The installed CLI needs no source tree: its migrations are compiled in.
 (cd "$work" && "$work/prefix/bin/prefstore" migrate)
 
-# 1. find_package(prefstore)
-cmake -S "$src/tests/install_consumer" -B "$work/consumer-build" \
+# 1. find_package(prefstore): the example service of examples/calendar_service.
+cmake -S "$src/examples/calendar_service" -B "$work/example-build" \
   -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
-cmake --build "$work/consumer-build" >/dev/null
-"$work/consumer-build/consumer"
+cmake --build "$work/example-build" >/dev/null
+"$work/example-build/calendar_service"
 
-# 2. pkg-config
-PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" \
-  g++ -std=c++20 "$src/tests/install_consumer/main.cpp" -o "$work/consumer-pc" \
+# 2. pkg-config, the same service.
+g++ -std=c++20 "$src/examples/calendar_service/main.cpp" -o "$work/example-pc" \
   $(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs prefstore)
-"$work/consumer-pc"
+"$work/example-pc"
 echo "install_test: ok (headers, libraries, CMake package, pkg-config file, CLI)"

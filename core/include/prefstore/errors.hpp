@@ -6,9 +6,11 @@
 // Thread-safety: exception objects are immutable after construction.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace prefstore {
 
@@ -40,6 +42,27 @@ class ValidationError : public Error {
 class ConflictError : public Error {
  public:
   using Error::Error;
+};
+
+// An append's expected version did not match the stream's actual version (optimistic
+// concurrency). Carries both, so the caller can re-read from the right place.
+class VersionConflictError : public ConflictError {
+ public:
+  // expected: the version the caller expected (0 for "no stream"); actual: the stream's version.
+  VersionConflictError(const std::string& message, std::string stream_id, std::int64_t expected,
+                       std::int64_t actual)
+      : ConflictError(message),
+        m_stream_id(std::move(stream_id)),
+        m_expected(expected),
+        m_actual(actual) {}
+  [[nodiscard]] const std::string& stream_id() const noexcept { return m_stream_id; }
+  [[nodiscard]] std::int64_t expected_version() const noexcept { return m_expected; }
+  [[nodiscard]] std::int64_t actual_version() const noexcept { return m_actual; }
+
+ private:
+  std::string m_stream_id;
+  std::int64_t m_expected;
+  std::int64_t m_actual;
 };
 
 // A passing condition: the server or a connection is unavailable, the pool is exhausted, a

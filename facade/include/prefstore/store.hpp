@@ -1,17 +1,36 @@
-// Store: a service's handle on prefstore. Opening it chooses the database, starts the local
-// server when none is configured, builds the connection pool and (by default) migrates the schema.
+// Store: a service's handle on prefstore. Set and read a user's preferences; every change is
+// appended as an immutable event and the current state is projected in the same transaction,
+// so a read after a successful write sees it. Opening it chooses the database, starts the local
+// server when none is configured, builds the connection pool and (by default) migrates.
 // Thread-safety: every member function may be called from any thread at once.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
+#include "prefstore/append_options.hpp"
+#include "prefstore/definition.hpp"
+#include "prefstore/event.hpp"
+#include "prefstore/metadata.hpp"
+#include "prefstore/preference_state.hpp"
 #include "prefstore/storage/connection_pool.hpp"
 #include "prefstore/storage/migrations.hpp"
 #include "prefstore/store_options.hpp"
+#include "prefstore/value.hpp"
 
 namespace prefstore {
+
+// A preference as a read returns it: the user's value, or the definition's default.
+struct ResolvedPreference {
+  Value value;
+  bool is_default = false;               // true: the user has no value; this is the default
+  std::optional<PreferenceEntry> entry;  // when set by the user: version, time, actor, position
+};
 
 class Store {
  public:
@@ -23,20 +42,72 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
+  // --- writes: each validates everything first; on any error nothing is written ---
+
+  // Sets one preference of a user. One round trip when the definitions are cached.
+  // Throws ValidationError (bad user id, key, value or metadata; unknown key in strict mode),
+  // VersionConflictError, ConflictError (reused event id), UnavailableError,
+  // CommitInDoubtError (retry with the same options.event_ids is safe).
+  AppendResult set(std::string_view user, std::string_view key, Value value,
+                   const Metadata& metadata = {}, const AppendOptions& options = {});
+
+  // Sets several preferences of a user atomically: all land or none does. Throws as set();
+  // ValidationError when values is empty or names a key twice.
+  AppendResult set_many(std::string_view user,
+                        const std::vector<std::pair<std::string, Value>>& values,
+                        const Metadata& metadata = {}, const AppendOptions& options = {});
+
+  // Puts one preference of a user back to its default (appends PreferenceReset). Throws as set().
+  AppendResult reset(std::string_view user, std::string_view key, const Metadata& metadata = {},
+                     const AppendOptions& options = {});
+
+  // Creates or replaces a definition (appends PreferenceDefined to the stream "$def:<key>", so
+  // the schema has its own audit trail). Values already stored are not re-validated.
+  // Throws ValidationError for an incoherent definition, and as set().
+  AppendResult define(const PreferenceDefinition& definition, const Metadata& metadata = {},
+                      const AppendOptions& options = {});
+
+  // Marks a definition deprecated, with a note saying why and what to use instead. Values can
+  // still be read and written. Throws ValidationError when the key has no definition.
+  AppendResult deprecate(std::string_view key, std::string_view note, const Metadata& metadata = {},
+                         const AppendOptions& options = {});
+
+  // --- reads ---
+
+  // The user's value of key, else the definition's default, else std::nullopt. One round trip.
+  [[nodiscard]] std::optional<Value> get(std::string_view user, std::string_view key);
+
+  // Every preference of the user: the values the user set, and the defaults of every other
+  // defined key that has one.
+  [[nodiscard]] std::map<std::string, ResolvedPreference> get_all(std::string_view user);
+
+  // The definition of key (freshly read), or std::nullopt.
+  [[nodiscard]] std::optional<DefinitionEntry> definition(std::string_view key);
+
+  // Every definition, by key (freshly read).
+  [[nodiscard]] DefinitionCatalog definitions();
+
+  // The user's events, oldest first, at most `limit` of them starting after version
+  // `after_version`. Definition streams can be read with definition_stream_id(key).
+  [[nodiscard]] std::vector<RecordedEvent> history(std::string_view user, std::int64_t limit = 1000,
+                                                   std::int64_t after_version = 0);
+
+  // The stream's current version, 0 when it has no events.
+  [[nodiscard]] std::int64_t version(std::string_view user);
+
+  // --- administration ---
+
   // Applies pending migrations; returns those applied. See MigrationRunner::migrate().
   std::vector<storage::MigrationStatus> migrate();
-
   // Every migration with its state. See MigrationRunner::status().
   [[nodiscard]] std::vector<storage::MigrationStatus> migration_status();
-
   // True when the store runs on prefstore's own local server.
   [[nodiscard]] bool uses_local_server() const noexcept;
-
   // The connection string in use, password hidden.
   [[nodiscard]] std::string redacted_database_url() const;
-
   // The pool the store uses (for status output and advanced use).
   [[nodiscard]] storage::ConnectionPool& pool() noexcept;
+  [[nodiscard]] const StoreOptions& options() const noexcept;
 
  private:
   struct Impl;

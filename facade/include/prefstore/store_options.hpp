@@ -3,6 +3,7 @@
 // Thread-safety: a plain value.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -24,6 +25,13 @@ struct StoreOptions {
   // Apply pending migrations when the store opens (under the advisory lock, so several service
   // instances may start at once). Default true; false leaves the schema to `prefstore migrate`.
   bool migrate_on_open = true;
+  // Strict mode (default): writing a key that has no definition is a ValidationError.
+  // Open mode (false): such keys are accepted as untyped (any value type, no constraints).
+  bool strict = true;
+  // How long the store trusts its cached copy of the definitions before reloading them (one
+  // query). A key missing from the cache triggers a reload at once (at most every 100 ms).
+  // Definitions written through this Store update the cache immediately. Default 5 s.
+  std::chrono::milliseconds definitions_refresh{5000};
 };
 
 }  // namespace prefstore

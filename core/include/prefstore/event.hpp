@@ -1,0 +1,122 @@
+// Events: the immutable facts of the log, their persisted names and schema versions, and their
+// JSON encoding (cereal's JSON archive, named fields) with an upcasting hook for old versions.
+//
+// Persisted names never change: event type names ("PreferenceSet", ...), field names and
+// schema versions are part of the stored data. A golden test decodes bytes written by earlier
+// versions. Thread-safety: plain values; encode/decode are reentrant; an UpcasterRegistry is
+// immutable once shared.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+#include "prefstore/definition.hpp"
+#include "prefstore/metadata.hpp"
+#include "prefstore/timestamp.hpp"
+#include "prefstore/value.hpp"
+
+namespace prefstore {
+
+// A user set a preference. Type "PreferenceSet", schema version 1.
+// Payload: {"key": "...", "type": "int", "value": 30}
+struct PreferenceSet {
+  std::string key;
+  Value value;
+  friend bool operator==(const PreferenceSet&, const PreferenceSet&) = default;
+};
+
+// A user's preference went back to its default. Type "PreferenceReset", schema version 1.
+// Payload: {"key": "..."}
+struct PreferenceReset {
+  std::string key;
+  friend bool operator==(const PreferenceReset&, const PreferenceReset&) = default;
+};
+
+// A definition was created or replaced. Type "PreferenceDefined", schema version 1.
+// Payload: {"key", "type", "default" (null or value), "min", "max", "max_length", "pattern",
+// "allowed_values" (null or array), "max_items" (each null when absent), "description",
+// "deprecated", "deprecation_note"}
+struct PreferenceDefined {
+  PreferenceDefinition definition;
+  friend bool operator==(const PreferenceDefined&, const PreferenceDefined&) = default;
+};
+
+// A definition was marked deprecated. Type "PreferenceDeprecated", schema version 1.
+// Payload: {"key": "...", "note": "..."}
+struct PreferenceDeprecated {
+  std::string key;
+  std::string note;
+  friend bool operator==(const PreferenceDeprecated&, const PreferenceDeprecated&) = default;
+};
+
+using EventData =
+    std::variant<PreferenceSet, PreferenceReset, PreferenceDefined, PreferenceDeprecated>;
+
+// The persisted type name of the event ("PreferenceSet", ...).
+[[nodiscard]] const char* event_type_name(const EventData& event) noexcept;
+
+// The schema version this build writes for an event type; 0 when the type is unknown.
+[[nodiscard]] int current_schema_version(std::string_view event_type) noexcept;
+
+// An event as stored: type name, schema version and JSON payload.
+struct EncodedEvent {
+  std::string event_type;
+  int schema_version = 0;
+  std::string payload_json;
+  friend bool operator==(const EncodedEvent&, const EncodedEvent&) = default;
+};
+
+// Encodes with cereal's JSON archive (named fields). Requires: the event's values passed
+// check_storable.
+[[nodiscard]] EncodedEvent encode(const EventData& event);
+
+// Turns a stored payload of an older schema version (or an old type name) into a newer one.
+// Each upcaster takes one step; decode() applies them until the type and version are current.
+using Upcaster = std::function<EncodedEvent(const EncodedEvent&)>;
+
+class UpcasterRegistry {
+ public:
+  // Registers the step from (event_type, from_version). Requires: none registered there yet.
+  void add(std::string event_type, int from_version, Upcaster upcaster);
+  // The step from (event_type, version), or nullptr.
+  [[nodiscard]] const Upcaster* find(std::string_view event_type, int version) const;
+
+ private:
+  std::map<std::pair<std::string, int>, Upcaster, std::less<>> m_steps;
+};
+
+// The upcasters of this build (none yet: every type is at version 1).
+[[nodiscard]] const UpcasterRegistry& default_upcasters();
+
+// Decodes a stored event, upcasting older versions first. Throws CorruptDataError naming the
+// type, version and problem when the payload is malformed, the type unknown, the version newer
+// than this build's, or no upcaster leads from it to a current version.
+[[nodiscard]] EventData decode(const EncodedEvent& stored,
+                               const UpcasterRegistry& upcasters = default_upcasters());
+
+// Metadata as a JSON object with named fields (actor, source, reason, correlation_id,
+// causation_id); empty fields are written too. decode_metadata accepts missing fields (empty)
+// and throws CorruptDataError on malformed JSON.
+[[nodiscard]] std::string encode_metadata(const Metadata& metadata);
+[[nodiscard]] Metadata decode_metadata(std::string_view json);
+
+// A new random event id (UUID version 4, lowercase, 36 characters).
+[[nodiscard]] std::string new_event_id();
+
+// An event read back from the log.
+struct RecordedEvent {
+  std::string stream_id;
+  std::int64_t stream_version = 0;
+  std::int64_t global_position = 0;
+  std::string event_id;
+  EventData data;
+  Metadata metadata;
+  Timestamp recorded_at{};
+  friend bool operator==(const RecordedEvent&, const RecordedEvent&) = default;
+};
+
+}  // namespace prefstore

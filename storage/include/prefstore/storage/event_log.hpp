@@ -1,0 +1,126 @@
+// EventLog: the append-only log of events in PostgreSQL, with optimistic concurrency per stream,
+// idempotent appends, the inline projection of current state, and commit-safe reads.
+//
+// An append either lands whole (all its events, the stream's new version and the current-state
+// rows, in one transaction) or raises; nothing is ever dropped silently (DESIGN pitfall 8).
+// Thread-safety: every member function may be called from any thread at once (connections come
+// from the pool).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "prefstore/event.hpp"
+#include "prefstore/storage/connection_pool.hpp"
+
+namespace prefstore::storage {
+
+// What the caller believes the stream's version is.
+struct ExpectedVersion {
+  enum class Kind { any, no_stream, exact };
+  Kind kind = Kind::any;
+  std::int64_t version = 0;  // for exact
+
+  static ExpectedVersion any() noexcept { return {Kind::any, 0}; }
+  // The stream must have no events yet.
+  static ExpectedVersion no_stream() noexcept { return {Kind::no_stream, 0}; }
+  // The stream must be at exactly this version (0 means no stream).
+  static ExpectedVersion exactly(std::int64_t version) noexcept {
+    return version == 0 ? no_stream() : ExpectedVersion{Kind::exact, version};
+  }
+};
+
+// One event to append. An empty event_id gets a new random one; a caller that may retry sets it
+// (so that a retry after an unknown outcome is recognised and stores nothing twice).
+struct NewEvent {
+  std::string event_id;
+  EventData data;
+};
+
+struct AppendResult {
+  std::int64_t stream_version = 0;   // the stream's version after the append (its last event's)
+  std::int64_t global_position = 0;  // global_position of the append's last event
+  Timestamp recorded_at{};           // when the events were recorded (database clock)
+  bool duplicate = false;  // true when every event id was already stored: nothing was written
+};
+
+// A place in the log for commit-safe readers: the (transaction_id, global_position) pair of the
+// last event read (DESIGN pitfall 1). {0, 0} is the start.
+struct LogPosition {
+  std::uint64_t transaction_id = 0;
+  std::int64_t global_position = 0;
+  friend bool operator==(const LogPosition&, const LogPosition&) = default;
+};
+
+// One event of a bulk import.
+struct BulkEvent {
+  std::string stream_id;
+  NewEvent event;
+  Metadata metadata;
+};
+
+enum class ReadDirection { forward, backward };
+
+class EventLog {
+ public:
+  // Requires: pool outlives the log.
+  explicit EventLog(ConnectionPool& pool);
+
+  // Appends events to one stream, checks the expected version under the stream's row lock,
+  // records them with the database clock (never decreasing within the stream), and updates
+  // preferences_current (PreferenceSet / PreferenceReset) or preference_definitions
+  // (PreferenceDefined / PreferenceDeprecated) in the same transaction. The common case of
+  // user-stream events is one statement, one round trip.
+  // Returns the new version and position. When every event id is already stored with the same
+  // payload (a retry), returns the original result with duplicate = true and writes nothing.
+  // Throws VersionConflictError (with the actual version) on a version mismatch; ConflictError
+  // when only some of the ids are stored, or an id is stored with another payload;
+  // ValidationError for an empty batch, an invalid stream id or duplicate ids within the batch;
+  // UnavailableError / ContentionError / CommitInDoubtError (retry with the same ids is safe).
+  // Requires: the events were validated against their definitions (the facade does it).
+  AppendResult append(std::string_view stream_id, const std::vector<NewEvent>& events,
+                      ExpectedVersion expected, const Metadata& metadata);
+
+  // Appends many events to many streams at once (imports), with expected version "any" for
+  // each stream, in one transaction and one statement per batch of `batch_size` events: all land
+  // or none does. Events of one stream keep their order. Returns the number of events appended.
+  // Throws as append(); an event id stored already is a ConflictError naming it.
+  std::int64_t append_bulk(const std::vector<BulkEvent>& events, std::size_t batch_size = 5000);
+
+  // The stream's current version; std::nullopt when it has no events.
+  [[nodiscard]] std::optional<std::int64_t> stream_version(std::string_view stream_id);
+
+  // Reads a stream from `from_version` (inclusive) in the given direction, calling `visit` for
+  // each event until it returns false or `max_count` events were read. Pages through the stream
+  // `page_size` events at a time, so memory stays bounded. A from_version past the end reads
+  // nothing; backward reading from INT64_MAX starts at the last event. Returns the count read.
+  // Throws CorruptDataError when a stored event cannot be decoded.
+  std::int64_t read_stream(std::string_view stream_id, ReadDirection direction,
+                           std::int64_t from_version, std::int64_t max_count,
+                           const std::function<bool(const RecordedEvent&)>& visit,
+                           std::int64_t page_size = 500);
+
+  // Convenience: up to max_count events of a stream, forward from from_version.
+  [[nodiscard]] std::vector<RecordedEvent> read_stream(std::string_view stream_id,
+                                                       std::int64_t from_version = 1,
+                                                       std::int64_t max_count = INT64_MAX);
+
+  // Reads the whole log after `after` in commit-safe order: only events whose transaction is
+  // below the oldest still-running transaction (pg_snapshot_xmin), ordered by (transaction_id,
+  // global_position), so an event whose transaction commits late is never skipped (DESIGN
+  // pitfall 1). Each page is one statement (rows and horizon from one snapshot, pitfall 12).
+  // Calls visit(event, position) until it returns false or max_count events were read; returns
+  // the position of the last event visited (`after` when none).
+  LogPosition read_all(LogPosition after, std::int64_t max_count,
+                       const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                       std::int64_t page_size = 1000);
+
+ private:
+  ConnectionPool& m_pool;
+};
+
+}  // namespace prefstore::storage

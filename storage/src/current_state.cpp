@@ -1,0 +1,138 @@
+#include "prefstore/storage/current_state.hpp"
+
+// cereal's JSON archive configures rapidjson; include it first (see event_log.cpp).
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <cereal/archives/json.hpp>
+
+#include "error_translation.hpp"
+#include "pq_access.hpp"
+#include "prefstore/errors.hpp"
+
+namespace prefstore::storage {
+namespace {
+
+constexpr const char* kEntryColumns =
+    "key, value_type, value::text, version, (extract(epoch FROM updated_at) * 1000000)::bigint, "
+    "coalesce(updated_by, ''), last_position";
+
+std::pair<std::string, PreferenceEntry> decode_entry(const pqxx::row& r) {
+  const std::string key = r[0].as<std::string>();
+  const std::string type_name = r[1].as<std::string>();
+  const auto type = parse_value_type(type_name);
+  if (!type) {
+    throw CorruptDataError("preferences_current row for key " + key + " has unknown value_type \"" +
+                           type_name + "\"");
+  }
+  PreferenceEntry e;
+  e.value = value_from_json(*type, r[2].as<std::string>());
+  e.version = r[3].as<std::int64_t>();
+  e.updated_at = from_unix_micros(r[4].as<std::int64_t>());
+  e.updated_by = r[5].as<std::string>();
+  e.last_position = r[6].as<std::int64_t>();
+  return {key, std::move(e)};
+}
+
+std::vector<Value> decode_allowed(const std::string& key, ValueType type, const std::string& json) {
+  rapidjson::Document doc;
+  doc.Parse(json.c_str(), json.size());
+  if (doc.HasParseError() || !doc.IsArray()) {
+    throw CorruptDataError("preference_definitions.allowed_values of " + key +
+                           " is not a JSON array: " + json);
+  }
+  // The allowed values of a string_list constrain its items, which are strings.
+  const ValueType item_type = type == ValueType::string_list ? ValueType::string : type;
+  std::vector<Value> out;
+  for (const auto& item : doc.GetArray()) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    item.Accept(writer);
+    out.push_back(value_from_json(item_type, buffer.GetString()));
+  }
+  return out;
+}
+
+}  // namespace
+
+CurrentState::CurrentState(ConnectionPool& pool) : m_pool(pool) {}
+
+std::optional<PreferenceEntry> CurrentState::get(std::string_view user, std::string_view key) {
+  static const std::string sql = std::string("SELECT ") + kEntryColumns +
+                                 " FROM prefstore.preferences_current WHERE stream_id = $1 AND "
+                                 "key = $2";
+  auto handle = m_pool.acquire();
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    const auto r = tx.exec_prepared(detail::prepared(handle, "prefstore_get", sql),
+                                    std::string(user), std::string(key));
+    if (r.empty()) return std::nullopt;
+    return decode_entry(r[0]).second;
+  } catch (...) {
+    detail::rethrow_translated("reading " + std::string(key) + " of " + std::string(user));
+  }
+}
+
+PreferenceState CurrentState::get_all(std::string_view user) {
+  static const std::string sql = std::string("SELECT ") + kEntryColumns +
+                                 " FROM prefstore.preferences_current WHERE stream_id = $1";
+  auto handle = m_pool.acquire();
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    const auto r =
+        tx.exec_prepared(detail::prepared(handle, "prefstore_get_all", sql), std::string(user));
+    PreferenceState state;
+    for (const auto& row : r) state.insert(decode_entry(row));
+    return state;
+  } catch (...) {
+    detail::rethrow_translated("reading the preferences of " + std::string(user));
+  }
+}
+
+DefinitionCatalog CurrentState::definitions() {
+  static const std::string sql =
+      "SELECT key, value_type, default_value::text, min_value, max_value, max_length, pattern, "
+      "allowed_values::text, max_items, description, deprecated, coalesce(deprecation_note, ''), "
+      "version, (extract(epoch FROM defined_at) * 1000000)::bigint, "
+      "(extract(epoch FROM updated_at) * 1000000)::bigint, coalesce(updated_by, ''), "
+      "last_position FROM prefstore.preference_definitions ORDER BY key";
+  auto handle = m_pool.acquire();
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    const auto r = tx.exec_prepared(detail::prepared(handle, "prefstore_definitions", sql));
+    DefinitionCatalog catalog;
+    for (const auto& row : r) {
+      DefinitionEntry e;
+      PreferenceDefinition& d = e.definition;
+      d.key = row[0].as<std::string>();
+      const auto type = parse_value_type(row[1].as<std::string>());
+      if (!type) {
+        throw CorruptDataError("preference_definitions row " + d.key + " has unknown value_type");
+      }
+      d.type = *type;
+      if (!row[2].is_null()) d.default_value = value_from_json(d.type, row[2].as<std::string>());
+      if (!row[3].is_null()) d.constraints.min = row[3].as<double>();
+      if (!row[4].is_null()) d.constraints.max = row[4].as<double>();
+      if (!row[5].is_null()) d.constraints.max_length = row[5].as<std::int64_t>();
+      if (!row[6].is_null()) d.constraints.pattern = row[6].as<std::string>();
+      if (!row[7].is_null()) {
+        d.constraints.allowed_values = decode_allowed(d.key, d.type, row[7].as<std::string>());
+      }
+      if (!row[8].is_null()) d.constraints.max_items = row[8].as<std::int64_t>();
+      d.description = row[9].as<std::string>();
+      d.deprecated = row[10].as<bool>();
+      d.deprecation_note = row[11].as<std::string>();
+      e.version = row[12].as<std::int64_t>();
+      e.defined_at = from_unix_micros(row[13].as<std::int64_t>());
+      e.updated_at = from_unix_micros(row[14].as<std::int64_t>());
+      e.updated_by = row[15].as<std::string>();
+      e.last_position = row[16].as<std::int64_t>();
+      catalog.emplace(d.key, std::move(e));
+    }
+    return catalog;
+  } catch (...) {
+    detail::rethrow_translated("reading the preference definitions");
+  }
+}
+
+}  // namespace prefstore::storage

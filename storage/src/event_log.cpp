@@ -1,0 +1,692 @@
+#include "prefstore/storage/event_log.hpp"
+
+// cereal's JSON archive configures rapidjson (assertions that throw); include it first so that
+// every translation unit sees rapidjson the same way.
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <cereal/archives/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "error_translation.hpp"
+#include "pq_access.hpp"
+#include "prefstore/errors.hpp"
+#include "prefstore/storage/database_url.hpp"
+
+namespace prefstore::storage {
+namespace {
+
+// --- SQL ------------------------------------------------------------------------------------
+// One statement appends a batch of events to one or more streams and projects current state.
+// $1: the events, a JSON array of {stream_id, ord (1-based within its stream), event_id,
+//     event_type, schema_version, payload, metadata}, in append order.
+// $2: the current-state changes, a JSON array of {stream_id, key, ord (the event that made the
+//     change), type, value (absent for a reset), actor}; at most one per (stream_id, key).
+// $3 (exact variant only): the expected version.
+// Returns one row per stream that was appended to: stream_id, new version, last position,
+// recorded_at in microseconds since the epoch. No row for a stream whose version check failed.
+
+constexpr const char* kInputSql = R"sql(
+WITH input AS (
+  SELECT x->>'stream_id' AS stream_id, (x->>'ord')::bigint AS ord,
+         (x->>'event_id')::uuid AS event_id, x->>'event_type' AS event_type,
+         (x->>'schema_version')::integer AS schema_version, x->'payload' AS payload,
+         x->'metadata' AS metadata, t.seq
+  FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(x, seq)
+),
+counts AS (
+  SELECT stream_id, count(*)::bigint AS n FROM input GROUP BY stream_id
+),
+)sql";
+
+// Expected version "any": create the stream or add to it.
+constexpr const char* kStreamAnySql = R"sql(
+s AS (
+  INSERT INTO prefstore.streams AS st (stream_id, version, created_at, updated_at, last_recorded_at)
+  SELECT stream_id, n, now(), now(), clock_timestamp() FROM counts ORDER BY stream_id
+  ON CONFLICT (stream_id) DO UPDATE
+    SET version = st.version + excluded.version, updated_at = now(),
+        last_recorded_at = greatest(clock_timestamp(), st.last_recorded_at)
+  RETURNING st.stream_id, st.version AS new_version, st.last_recorded_at AS recorded_at
+),
+)sql";
+
+// Expected version "no stream": only a new stream row may be created.
+constexpr const char* kStreamNoneSql = R"sql(
+s AS (
+  INSERT INTO prefstore.streams AS st (stream_id, version, created_at, updated_at, last_recorded_at)
+  SELECT stream_id, n, now(), now(), clock_timestamp() FROM counts ORDER BY stream_id
+  ON CONFLICT (stream_id) DO NOTHING
+  RETURNING st.stream_id, st.version AS new_version, st.last_recorded_at AS recorded_at
+),
+)sql";
+
+// Expected version "exactly N" (N > 0): the row lock of the UPDATE serialises writers, and
+// READ COMMITTED re-checks the version on the row as the previous writer left it.
+constexpr const char* kStreamExactSql = R"sql(
+s AS (
+  UPDATE prefstore.streams AS st
+  SET version = st.version + c.n, updated_at = now(),
+      last_recorded_at = greatest(clock_timestamp(), st.last_recorded_at)
+  FROM counts c
+  WHERE st.stream_id = c.stream_id AND st.version = $3::bigint
+  RETURNING st.stream_id, st.version AS new_version, st.last_recorded_at AS recorded_at
+),
+)sql";
+
+constexpr const char* kEventsAndProjectionSql = R"sql(
+e AS (
+  INSERT INTO prefstore.events (stream_id, stream_version, event_id, event_type, schema_version,
+                                payload, metadata, recorded_at)
+  SELECT i.stream_id, s.new_version - c.n + i.ord, i.event_id, i.event_type, i.schema_version,
+         i.payload, i.metadata, s.recorded_at
+  FROM input i JOIN s ON s.stream_id = i.stream_id JOIN counts c ON c.stream_id = i.stream_id
+  ORDER BY i.seq
+  RETURNING stream_id, stream_version, global_position
+),
+changes AS (
+  SELECT x->>'stream_id' AS stream_id, x->>'key' AS key, (x->>'ord')::bigint AS ord,
+         x->>'type' AS value_type, x->'value' AS value, x->>'actor' AS actor
+  FROM jsonb_array_elements($2::jsonb) AS x
+),
+located AS (
+  SELECT ch.stream_id, ch.key, ch.value_type, ch.value, ch.actor, e.stream_version,
+         e.global_position, s.recorded_at
+  FROM changes ch
+  JOIN s ON s.stream_id = ch.stream_id
+  JOIN counts c ON c.stream_id = ch.stream_id
+  JOIN e ON e.stream_id = ch.stream_id AND e.stream_version = s.new_version - c.n + ch.ord
+),
+upserted AS (
+  INSERT INTO prefstore.preferences_current AS p
+         (stream_id, key, value_type, value, version, updated_at, updated_by, last_position)
+  SELECT stream_id, key, value_type, value, stream_version, recorded_at, NULLIF(actor, ''),
+         global_position
+  FROM located WHERE value IS NOT NULL
+  ON CONFLICT (stream_id, key) DO UPDATE
+    SET value_type = excluded.value_type, value = excluded.value, version = excluded.version,
+        updated_at = excluded.updated_at, updated_by = excluded.updated_by,
+        last_position = excluded.last_position
+),
+deleted AS (
+  DELETE FROM prefstore.preferences_current AS p USING located l
+  WHERE p.stream_id = l.stream_id AND p.key = l.key AND l.value IS NULL
+)
+SELECT s.stream_id, s.new_version,
+       (SELECT max(e.global_position) FROM e WHERE e.stream_id = s.stream_id),
+       (extract(epoch FROM s.recorded_at) * 1000000)::bigint
+FROM s
+)sql";
+
+// Which of a batch's event ids are stored already, and whether with the same content.
+constexpr const char* kFindStoredSql = R"sql(
+SELECT t.ord, ev.stream_version, ev.global_position,
+       (ev.event_type = t.x->>'event_type' AND ev.payload = t.x->'payload') AS same,
+       (extract(epoch FROM ev.recorded_at) * 1000000)::bigint
+FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(x, ord)
+JOIN prefstore.events ev
+  ON ev.stream_id = t.x->>'stream_id' AND ev.event_id = (t.x->>'event_id')::uuid
+ORDER BY t.ord
+)sql";
+
+constexpr const char* kDefineSql = R"sql(
+INSERT INTO prefstore.preference_definitions AS d
+       (key, value_type, default_value, min_value, max_value, max_length, pattern, allowed_values,
+        max_items, description, deprecated, deprecation_note, version, defined_at, updated_at,
+        updated_by, last_position)
+SELECT $1, $2, $3::jsonb, $4::double precision, $5::double precision, $6::integer, $7, $8::jsonb,
+       $9::integer, $10, $11::boolean, $12, ev.stream_version, ev.recorded_at, ev.recorded_at,
+       NULLIF($13, ''), ev.global_position
+FROM prefstore.events ev WHERE ev.stream_id = $14 AND ev.stream_version = $15::bigint
+ON CONFLICT (key) DO UPDATE
+  SET value_type = excluded.value_type, default_value = excluded.default_value,
+      min_value = excluded.min_value, max_value = excluded.max_value,
+      max_length = excluded.max_length, pattern = excluded.pattern,
+      allowed_values = excluded.allowed_values, max_items = excluded.max_items,
+      description = excluded.description, deprecated = excluded.deprecated,
+      deprecation_note = excluded.deprecation_note, version = excluded.version,
+      updated_at = excluded.updated_at, updated_by = excluded.updated_by,
+      last_position = excluded.last_position
+)sql";
+
+constexpr const char* kDeprecateSql = R"sql(
+UPDATE prefstore.preference_definitions AS d
+SET deprecated = true, deprecation_note = $2, version = ev.stream_version,
+    updated_at = ev.recorded_at, updated_by = NULLIF($3, ''), last_position = ev.global_position
+FROM prefstore.events ev
+WHERE d.key = $1 AND ev.stream_id = $4 AND ev.stream_version = $5::bigint
+)sql";
+
+constexpr const char* kEventColumns =
+    "stream_id, stream_version, global_position, event_id::text, event_type, schema_version, "
+    "payload::text, metadata::text, (extract(epoch FROM recorded_at) * 1000000)::bigint";
+
+const std::string& append_sql(ExpectedVersion::Kind kind) {
+  static const std::string any = std::string(kInputSql) + kStreamAnySql + kEventsAndProjectionSql;
+  static const std::string none = std::string(kInputSql) + kStreamNoneSql + kEventsAndProjectionSql;
+  static const std::string exact =
+      std::string(kInputSql) + kStreamExactSql + kEventsAndProjectionSql;
+  switch (kind) {
+    case ExpectedVersion::Kind::any:
+      return any;
+    case ExpectedVersion::Kind::no_stream:
+      return none;
+    case ExpectedVersion::Kind::exact:
+      return exact;
+  }
+  return any;
+}
+
+const char* append_statement_name(ExpectedVersion::Kind kind) {
+  switch (kind) {
+    case ExpectedVersion::Kind::any:
+      return "prefstore_append_any";
+    case ExpectedVersion::Kind::no_stream:
+      return "prefstore_append_no_stream";
+    case ExpectedVersion::Kind::exact:
+      return "prefstore_append_exact";
+  }
+  return "prefstore_append_any";
+}
+
+// --- building the statement's JSON parameters --------------------------------------------------
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void write_string(JsonWriter& w, std::string_view s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+void write_raw(JsonWriter& w, std::string_view json, rapidjson::Type type) {
+  w.RawValue(json.data(), json.size(), type);
+}
+
+struct Change {
+  std::int64_t ord = 0;
+  const PreferenceSet* set = nullptr;  // nullptr: a reset
+};
+
+// Adds one stream's events to the batch documents.
+class BatchBuilder {
+ public:
+  BatchBuilder() : m_events(m_events_buffer), m_changes(m_changes_buffer) {
+    m_events.StartArray();
+    m_changes.StartArray();
+  }
+
+  void add_stream(std::string_view stream_id, const std::vector<const NewEvent*>& events,
+                  const std::vector<const Metadata*>& metadata, std::vector<std::string>& ids) {
+    std::map<std::string_view, Change> changes;  // last change per key wins
+    std::int64_t ord = 0;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      ++ord;
+      const NewEvent& ev = *events[i];
+      const EncodedEvent encoded = encode(ev.data);
+      m_events.StartObject();
+      m_events.Key("stream_id");
+      write_string(m_events, stream_id);
+      m_events.Key("ord");
+      m_events.Int64(ord);
+      m_events.Key("event_id");
+      write_string(m_events, ids[i]);
+      m_events.Key("event_type");
+      write_string(m_events, encoded.event_type);
+      m_events.Key("schema_version");
+      m_events.Int(encoded.schema_version);
+      m_events.Key("payload");
+      write_raw(m_events, encoded.payload_json, rapidjson::kObjectType);
+      m_events.Key("metadata");
+      write_raw(m_events, encode_metadata(*metadata[i]), rapidjson::kObjectType);
+      m_events.EndObject();
+
+      if (const auto* set = std::get_if<PreferenceSet>(&ev.data)) {
+        changes[set->key] = {ord, set};
+      } else if (const auto* reset = std::get_if<PreferenceReset>(&ev.data)) {
+        changes[reset->key] = {ord, nullptr};
+      } else {
+        has_definition_events = true;
+      }
+      m_actor_by_ord[ord] = &metadata[i]->actor;
+    }
+    for (const auto& [key, change] : changes) {
+      m_changes.StartObject();
+      m_changes.Key("stream_id");
+      write_string(m_changes, stream_id);
+      m_changes.Key("key");
+      write_string(m_changes, key);
+      m_changes.Key("ord");
+      m_changes.Int64(change.ord);
+      m_changes.Key("actor");
+      write_string(m_changes, *m_actor_by_ord[change.ord]);
+      if (change.set != nullptr) {
+        m_changes.Key("type");
+        write_string(m_changes, to_string(type_of(change.set->value)));
+        m_changes.Key("value");
+        const std::string json = to_json(change.set->value);
+        write_raw(m_changes, json, rapidjson::kNullType);
+      }
+      m_changes.EndObject();
+    }
+    m_actor_by_ord.clear();
+  }
+
+  std::pair<std::string, std::string> finish() {
+    m_events.EndArray();
+    m_changes.EndArray();
+    return {m_events_buffer.GetString(), m_changes_buffer.GetString()};
+  }
+
+  bool has_definition_events = false;
+
+ private:
+  rapidjson::StringBuffer m_events_buffer;
+  rapidjson::StringBuffer m_changes_buffer;
+  JsonWriter m_events;
+  JsonWriter m_changes;
+  std::map<std::int64_t, const std::string*> m_actor_by_ord;
+};
+
+bool is_uuid(std::string_view s) {
+  static const std::regex pattern(
+      "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$");
+  return std::regex_match(s.begin(), s.end(), pattern);
+}
+
+void check_stream_id(std::string_view stream_id) {
+  if (stream_id.empty()) throw ValidationError("stream id must not be empty");
+  if (stream_id.size() > 1024) {
+    throw ValidationError("stream id is " + std::to_string(stream_id.size()) +
+                          " bytes long; the limit is 256 characters");
+  }
+}
+
+// Fills in missing event ids and checks the given ones.
+std::vector<std::string> event_ids_for(const std::vector<const NewEvent*>& events,
+                                       std::set<std::string>& seen) {
+  std::vector<std::string> ids;
+  ids.reserve(events.size());
+  for (const NewEvent* ev : events) {
+    std::string id = ev->event_id.empty() ? new_event_id() : ev->event_id;
+    if (!is_uuid(id)) {
+      throw ValidationError("event id \"" + id + "\" is not a UUID (8-4-4-4-12 hex digits)");
+    }
+    std::transform(id.begin(), id.end(), id.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (!seen.insert(id).second) {
+      throw ValidationError("event id " + id + " appears twice in one append");
+    }
+    ids.push_back(std::move(id));
+  }
+  return ids;
+}
+
+bool is_event_id_violation(const pqxx::sql_error& e) {
+  return std::string_view(e.what()).find("events_stream_id_event_id_key") != std::string_view::npos;
+}
+
+RecordedEvent decode_row(const pqxx::row& r) {
+  RecordedEvent ev;
+  ev.stream_id = r[0].as<std::string>();
+  ev.stream_version = r[1].as<std::int64_t>();
+  ev.global_position = r[2].as<std::int64_t>();
+  ev.event_id = r[3].as<std::string>();
+  ev.data = decode(EncodedEvent{r[4].as<std::string>(), r[5].as<int>(), r[6].as<std::string>()});
+  ev.metadata = decode_metadata(r[7].as<std::string>());
+  ev.recorded_at = from_unix_micros(r[8].as<std::int64_t>());
+  return ev;
+}
+
+std::string expected_text(ExpectedVersion expected) {
+  switch (expected.kind) {
+    case ExpectedVersion::Kind::any:
+      return "any version";
+    case ExpectedVersion::Kind::no_stream:
+      return "no stream (version 0)";
+    case ExpectedVersion::Kind::exact:
+      return "version " + std::to_string(expected.version);
+  }
+  return "?";
+}
+
+const char* nullable(const std::optional<std::string>& s) {
+  return s ? s->c_str() : nullptr;
+}
+
+template <typename T>
+std::optional<std::string> optional_text(const std::optional<T>& v) {
+  if (!v) return std::nullopt;
+  if constexpr (std::is_floating_point_v<T>) {
+    char buf[64];
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, *v);
+    return std::string(buf, end);
+  } else {
+    return std::to_string(*v);
+  }
+}
+
+// Projects definition events into preference_definitions, inside the append's transaction.
+void project_definitions(pqxx::transaction_base& tx, const PooledConnection& handle,
+                         std::string_view stream_id, const std::vector<NewEvent>& events,
+                         std::int64_t first_version, const Metadata& metadata) {
+  const std::string stream(stream_id);
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const std::string version = std::to_string(first_version + static_cast<std::int64_t>(i));
+    if (const auto* defined = std::get_if<PreferenceDefined>(&events[i].data)) {
+      const PreferenceDefinition& d = defined->definition;
+      std::optional<std::string> default_json;
+      if (d.default_value) default_json = to_json(*d.default_value);
+      std::optional<std::string> allowed_json;
+      if (d.constraints.allowed_values) {
+        std::string a = "[";
+        for (const auto& v : *d.constraints.allowed_values)
+          a += (a.size() > 1 ? "," : "") + to_json(v);
+        allowed_json = a + "]";
+      }
+      const auto min = optional_text(d.constraints.min);
+      const auto max = optional_text(d.constraints.max);
+      const auto max_length = optional_text(d.constraints.max_length);
+      const auto max_items = optional_text(d.constraints.max_items);
+      std::optional<std::string> note;
+      if (d.deprecated) note = d.deprecation_note;
+      tx.exec_prepared(detail::prepared(handle, "prefstore_define", kDefineSql), d.key,
+                       to_string(d.type), nullable(default_json), nullable(min), nullable(max),
+                       nullable(max_length), nullable(d.constraints.pattern),
+                       nullable(allowed_json), nullable(max_items), d.description, d.deprecated,
+                       nullable(note), metadata.actor, stream, version);
+    } else if (const auto* deprecated = std::get_if<PreferenceDeprecated>(&events[i].data)) {
+      tx.exec_prepared(detail::prepared(handle, "prefstore_deprecate", kDeprecateSql),
+                       deprecated->key, deprecated->note, metadata.actor, stream, version);
+    }
+  }
+}
+
+}  // namespace
+
+EventLog::EventLog(ConnectionPool& pool) : m_pool(pool) {}
+
+AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewEvent>& events,
+                              ExpectedVersion expected, const Metadata& metadata) {
+  check_stream_id(stream_id);
+  if (events.empty()) {
+    throw ValidationError("an append to stream " + std::string(stream_id) +
+                          " must carry at least one event");
+  }
+  if (expected.kind == ExpectedVersion::Kind::exact && expected.version < 0) {
+    throw ValidationError("expected version " + std::to_string(expected.version) + " is negative");
+  }
+  std::vector<const NewEvent*> event_ptrs;
+  for (const auto& e : events) event_ptrs.push_back(&e);
+  std::vector<const Metadata*> metadata_ptrs(events.size(), &metadata);
+  std::set<std::string> seen;
+  std::vector<std::string> ids = event_ids_for(event_ptrs, seen);
+
+  BatchBuilder builder;
+  builder.add_stream(stream_id, event_ptrs, metadata_ptrs, ids);
+  const bool definitions = builder.has_definition_events;
+  const auto [events_json, changes_json] = builder.finish();
+
+  const std::string context = "appending " + std::to_string(events.size()) +
+                              " event(s) to stream " + std::string(stream_id);
+  auto handle = m_pool.acquire();
+  pqxx::connection& conn = detail::native(handle);
+  const std::string& name =
+      detail::prepared(handle, append_statement_name(expected.kind), append_sql(expected.kind));
+  bool stored_ids_conflict = false;
+  try {
+    pqxx::result r;
+    auto run = [&](pqxx::transaction_base& tx) {
+      return expected.kind == ExpectedVersion::Kind::exact
+                 ? tx.exec_prepared(name, events_json, changes_json, expected.version)
+                 : tx.exec_prepared(name, events_json, changes_json);
+    };
+    if (!definitions) {
+      // Autocommit: the statement is its own transaction, one round trip.
+      pqxx::nontransaction tx(conn);
+      r = run(tx);
+    } else {
+      pqxx::work tx(conn);
+      r = run(tx);
+      if (!r.empty()) {
+        const auto new_version = r[0][1].as<std::int64_t>();
+        project_definitions(tx, handle, stream_id, events,
+                            new_version - static_cast<std::int64_t>(events.size()) + 1, metadata);
+      }
+      tx.commit();
+    }
+    if (!r.empty()) {
+      return AppendResult{r[0][1].as<std::int64_t>(), r[0][2].as<std::int64_t>(),
+                          from_unix_micros(r[0][3].as<std::int64_t>()), false};
+    }
+  } catch (const pqxx::unique_violation& e) {
+    if (!is_event_id_violation(e)) detail::rethrow_translated(context);
+    stored_ids_conflict = true;
+  } catch (const pqxx::broken_connection& e) {
+    throw CommitInDoubtError(
+        context + ": the connection was lost while the append ran, so it " +
+        "may or may not have landed; retry with the same event ids: " + redact_conninfo(e.what()));
+  } catch (...) {
+    detail::rethrow_translated(context);
+  }
+
+  // The append did not land: a version mismatch or an event id stored already. A retry of an
+  // append that did land (same ids, same payloads) gets the original result.
+  try {
+    pqxx::nontransaction tx(conn);
+    const auto stored = tx.exec_prepared(
+        detail::prepared(handle, "prefstore_find_stored", kFindStoredSql), events_json);
+    if (!stored.empty()) {
+      bool same = stored.size() == events.size();
+      for (std::size_t i = 0; same && i < stored.size(); ++i) {
+        same = stored[i][3].as<bool>() &&
+               stored[i][1].as<std::int64_t>() ==
+                   stored[0][1].as<std::int64_t>() + static_cast<std::int64_t>(i);
+      }
+      if (same) {
+        const auto& last = stored[stored.size() - 1];
+        return AppendResult{last[1].as<std::int64_t>(), last[2].as<std::int64_t>(),
+                            from_unix_micros(last[4].as<std::int64_t>()), true};
+      }
+      std::string which;
+      bool different_content = false;
+      for (const auto& row : stored) {
+        const auto ord = row[0].as<std::size_t>();
+        if (!which.empty()) which += ", ";
+        which += ids[ord - 1];
+        different_content = different_content || !row[3].as<bool>();
+      }
+      throw ConflictError(
+          context + ": " +
+          (different_content
+               ? "event id(s) " + which + " are already stored with different content"
+               : std::to_string(stored.size()) + " of the " + std::to_string(events.size()) +
+                     " event ids are already stored (" + which +
+                     "); a retry must repeat the original append exactly") +
+          "; nothing was written");
+    }
+    if (stored_ids_conflict) {
+      throw ConflictError(context + ": an event id is already stored; nothing was written");
+    }
+    const auto actual = tx.exec_params("SELECT version FROM prefstore.streams WHERE stream_id = $1",
+                                       std::string(stream_id));
+    const std::int64_t actual_version = actual.empty() ? 0 : actual[0][0].as<std::int64_t>();
+    throw VersionConflictError(
+        context + ": expected " + expected_text(expected) + ", but the stream is at version " +
+            std::to_string(actual_version) + "; nothing was written",
+        std::string(stream_id),
+        expected.kind == ExpectedVersion::Kind::no_stream ? 0 : expected.version, actual_version);
+  } catch (...) {
+    detail::rethrow_translated(context);
+  }
+}
+
+std::int64_t EventLog::append_bulk(const std::vector<BulkEvent>& events, std::size_t batch_size) {
+  if (events.empty()) return 0;
+  if (batch_size == 0) throw UsageError("append_bulk: batch_size must be at least 1");
+  std::set<std::string> seen;
+  auto handle = m_pool.acquire();
+  pqxx::connection& conn = detail::native(handle);
+  const std::string& name =
+      detail::prepared(handle, append_statement_name(ExpectedVersion::Kind::any),
+                       append_sql(ExpectedVersion::Kind::any));
+  const std::string context = "bulk-appending " + std::to_string(events.size()) + " events";
+  std::int64_t appended = 0;
+  try {
+    pqxx::work tx(conn);
+    for (std::size_t start = 0; start < events.size(); start += batch_size) {
+      const std::size_t end = std::min(events.size(), start + batch_size);
+      // Group the batch by stream, keeping each stream's order.
+      std::map<std::string_view, std::vector<std::size_t>> by_stream;
+      for (std::size_t i = start; i < end; ++i) {
+        check_stream_id(events[i].stream_id);
+        if (!std::holds_alternative<PreferenceSet>(events[i].event.data) &&
+            !std::holds_alternative<PreferenceReset>(events[i].event.data)) {
+          throw ValidationError(
+              "bulk appends take only PreferenceSet and PreferenceReset events; "
+              "event " +
+              std::to_string(i) + " is " + event_type_name(events[i].event.data));
+        }
+        by_stream[events[i].stream_id].push_back(i);
+      }
+      BatchBuilder builder;
+      for (const auto& [stream_id, indexes] : by_stream) {
+        std::vector<const NewEvent*> evs;
+        std::vector<const Metadata*> metas;
+        for (std::size_t i : indexes) {
+          evs.push_back(&events[i].event);
+          metas.push_back(&events[i].metadata);
+        }
+        std::vector<std::string> ids = event_ids_for(evs, seen);
+        builder.add_stream(stream_id, evs, metas, ids);
+      }
+      const auto [events_json, changes_json] = builder.finish();
+      (void)tx.exec_prepared(name, events_json, changes_json);
+      appended += static_cast<std::int64_t>(end - start);
+    }
+    tx.commit();
+  } catch (const pqxx::unique_violation& e) {
+    if (is_event_id_violation(e)) {
+      throw ConflictError(context + ": an event id is already stored (" +
+                              redact_conninfo(e.what()) + "); nothing of the import was written",
+                          "23505");
+    }
+    detail::rethrow_translated(context);
+  } catch (...) {
+    detail::rethrow_translated(context);
+  }
+  return appended;
+}
+
+std::optional<std::int64_t> EventLog::stream_version(std::string_view stream_id) {
+  auto handle = m_pool.acquire();
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    const auto r = tx.exec_params("SELECT version FROM prefstore.streams WHERE stream_id = $1",
+                                  std::string(stream_id));
+    if (r.empty() || r[0][0].as<std::int64_t>() == 0) return std::nullopt;
+    return r[0][0].as<std::int64_t>();
+  } catch (...) {
+    detail::rethrow_translated("reading the version of stream " + std::string(stream_id));
+  }
+}
+
+std::int64_t EventLog::read_stream(std::string_view stream_id, ReadDirection direction,
+                                   std::int64_t from_version, std::int64_t max_count,
+                                   const std::function<bool(const RecordedEvent&)>& visit,
+                                   std::int64_t page_size) {
+  if (page_size <= 0) throw UsageError("read_stream: page_size must be positive");
+  const bool forward = direction == ReadDirection::forward;
+  static const std::string forward_sql = std::string("SELECT ") + kEventColumns +
+                                         " FROM prefstore.events WHERE stream_id = $1 AND "
+                                         "stream_version >= $2 ORDER BY stream_version LIMIT $3";
+  static const std::string backward_sql =
+      std::string("SELECT ") + kEventColumns +
+      " FROM prefstore.events WHERE stream_id = $1 AND stream_version <= $2 "
+      "ORDER BY stream_version DESC LIMIT $3";
+  const std::string stream(stream_id);
+  std::int64_t read = 0;
+  std::int64_t next = from_version;
+  auto handle = m_pool.acquire();
+  try {
+    while (read < max_count) {
+      const std::int64_t limit = std::min(page_size, max_count - read);
+      pqxx::result page;
+      {
+        pqxx::nontransaction tx(detail::native(handle));
+        page = forward ? tx.exec_prepared(
+                             detail::prepared(handle, "prefstore_read_forward", forward_sql),
+                             stream, next, limit)
+                       : tx.exec_prepared(
+                             detail::prepared(handle, "prefstore_read_backward", backward_sql),
+                             stream, next, limit);
+      }
+      for (const auto& row : page) {
+        const RecordedEvent ev = decode_row(row);
+        ++read;
+        next = forward ? ev.stream_version + 1 : ev.stream_version - 1;
+        if (!visit(ev)) return read;
+      }
+      if (static_cast<std::int64_t>(page.size()) < limit) break;
+    }
+  } catch (...) {
+    detail::rethrow_translated("reading stream " + stream);
+  }
+  return read;
+}
+
+std::vector<RecordedEvent> EventLog::read_stream(std::string_view stream_id,
+                                                 std::int64_t from_version,
+                                                 std::int64_t max_count) {
+  std::vector<RecordedEvent> out;
+  (void)read_stream(stream_id, ReadDirection::forward, from_version, max_count,
+                    [&out](const RecordedEvent& ev) {
+                      out.push_back(ev);
+                      return true;
+                    });
+  return out;
+}
+
+LogPosition EventLog::read_all(LogPosition after, std::int64_t max_count,
+                               const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                               std::int64_t page_size) {
+  if (page_size <= 0) throw UsageError("read_all: page_size must be positive");
+  // Rows and the horizon come from the same statement, hence the same snapshot.
+  static const std::string sql =
+      std::string("SELECT ") + kEventColumns +
+      ", transaction_id::text FROM prefstore.events "
+      "WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) "
+      "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+      "ORDER BY transaction_id, global_position LIMIT $3";
+  LogPosition position = after;
+  std::int64_t read = 0;
+  auto handle = m_pool.acquire();
+  try {
+    while (read < max_count) {
+      const std::int64_t limit = std::min(page_size, max_count - read);
+      pqxx::result page;
+      {
+        pqxx::nontransaction tx(detail::native(handle));
+        page = tx.exec_prepared(detail::prepared(handle, "prefstore_read_all", sql),
+                                std::to_string(position.transaction_id), position.global_position,
+                                limit);
+      }
+      for (const auto& row : page) {
+        const RecordedEvent ev = decode_row(row);
+        const LogPosition here{row[9].as<std::uint64_t>(), ev.global_position};
+        ++read;
+        if (!visit(ev, here)) return here;
+        position = here;
+      }
+      if (static_cast<std::int64_t>(page.size()) < limit) break;
+    }
+  } catch (...) {
+    detail::rethrow_translated("reading the log after position " +
+                               std::to_string(after.global_position));
+  }
+  return position;
+}
+
+}  // namespace prefstore::storage
