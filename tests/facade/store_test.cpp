@@ -58,6 +58,10 @@ class StoreTest : public ::testing::Test {
                                      std::string("09:00"), "Start of the working day (HH:MM)");
     start.constraints.pattern = "([01][0-9]|2[0-3]):[0-5][0-9]";
     (void)m_store->define(start, m_admin);
+    PreferenceDefinition title = def("calendar.focus_block_title", ValueType::string,
+                                     std::string("Focus"), "Title of auto-scheduled focus blocks");
+    title.constraints.max_length = 12;
+    (void)m_store->define(title, m_admin);
   }
 
   std::string m_url;
@@ -71,7 +75,7 @@ TEST_F(StoreTest, ReadingAnUnsetKeyReturnsItsDefault) {
   EXPECT_EQ(m_store->get("ada", "calendar.default_meeting_minutes"), Value(std::int64_t{30}));
   EXPECT_EQ(m_store->get("ada", "calendar.unknown_key"), std::nullopt);
   const auto all = m_store->get_all("ada");
-  ASSERT_EQ(all.size(), 4u);
+  ASSERT_EQ(all.size(), 5u);
   EXPECT_TRUE(all.at("calendar.timezone").is_default);
   EXPECT_EQ(all.at("notifications.channels").value, Value(StringList{"email"}));
 }
@@ -105,6 +109,7 @@ TEST_F(StoreTest, EveryConstraintViolationNamesKeyValueAndConstraintAndWritesNot
       {"calendar.working_hours.start", std::string("25:00"), "25:00"},
       {"notifications.channels", StringList{"email", "pigeon"}, "pigeon"},
       {"notifications.channels", StringList{"email", "push", "sms", "email"}, "3"},
+      {"calendar.focus_block_title", std::string("Deep work, do not disturb"), "12"},
   };
   for (const auto& c : cases) {
     try {
@@ -260,7 +265,7 @@ TEST_F(StoreTest, DefinitionsWrittenByAnotherStoreAreSeen) {
   // `other` has never seen these keys; a miss reloads its cache.
   EXPECT_NO_THROW(
       (void)other->set("ada", "calendar.timezone", std::string("Europe/Madrid"), m_web));
-  EXPECT_EQ(other->definitions().size(), 4u);
+  EXPECT_EQ(other->definitions().size(), 5u);
 }
 
 TEST_F(StoreTest, HistoryShowsWhoChangedWhatAndWhy) {

@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <iostream>
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "pq_access.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/storage/current_state.hpp"
 #include "prefstore/storage/migrations.hpp"
@@ -94,6 +96,41 @@ TEST_F(EventLogTest, ReadsForwardAndBackwardWithLimitsAcrossPages) {
                 "user-ada", ReadDirection::forward, 1, 100,
                 [&](const RecordedEvent& e) { return e.stream_version < 7; }, 4),
             7);
+}
+
+// The common write, one set with its inline projection, costs one round trip to the server.
+// Oracle: libpq's protocol trace of the connection counts one ReadyForQuery (one exchange).
+TEST_F(EventLogTest, SingleEventAppendWithItsProjectionIsOneRoundTrip) {
+  auto pool = make_pool(1);
+  EventLog log(*pool);
+  (void)log.append("user-ada", {set("calendar.timezone", std::string("UTC"))},
+                   ExpectedVersion::any(), m_meta);  // prepares the statement once
+  FILE* trace = std::tmpfile();
+  ASSERT_NE(trace, nullptr);
+  {
+    auto handle = pool->acquire();
+    detail::native(handle).trace(trace);
+  }
+  (void)log.append("user-ada", {set("calendar.timezone", std::string("Asia/Tokyo"))},
+                   ExpectedVersion::any(), m_meta);
+  {
+    auto handle = pool->acquire();
+    detail::native(handle).trace(nullptr);
+  }
+  std::rewind(trace);
+  std::string text;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, trace)) > 0;) text.append(buf, n);
+  std::fclose(trace);
+  int exchanges = 0;
+  for (std::size_t at = text.find("ReadyForQuery"); at != std::string::npos;
+       at = text.find("ReadyForQuery", at + 1)) {
+    ++exchanges;
+  }
+  std::cout << "round trips of one append: " << exchanges << "\n";
+  EXPECT_EQ(exchanges, 1) << text;
+  EXPECT_EQ(CurrentState(*m_pool).get("user-ada", "calendar.timezone")->value,
+            Value(std::string("Asia/Tokyo")));
 }
 
 TEST_F(EventLogTest, StaleExpectedVersionIsAConflictCarryingTheActualVersion) {
