@@ -6,9 +6,17 @@
 #include <iostream>
 #include <sstream>
 
+#include <csignal>
+#include <stop_token>
+#include <thread>
+
 #include "output.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/preference_key.hpp"
+#include "prefstore/projections/rebuild.hpp"
+#include "prefstore/projections/registry.hpp"
+#include "prefstore/projections/runner.hpp"
+#include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/local_server.hpp"
 #include "prefstore/store.hpp"
 
@@ -366,6 +374,116 @@ int run_history(const std::string& user, std::int64_t limit, bool json) {
   return kOk;
 }
 
+// --- projections ---------------------------------------------------------------------------
+
+std::shared_ptr<prefstore::projections::Projection> projection_named(const std::string& name) {
+  auto p = prefstore::projections::find_projection(name);
+  if (!p) {
+    std::string known;
+    for (const auto& q : prefstore::projections::default_projections()) {
+      known += (known.empty() ? "" : ", ") + q->name();
+    }
+    throw prefstore::ValidationError("no projection is named \"" + name + "\"; known: " + known);
+  }
+  return p;
+}
+
+int run_projections_status() {
+  prefstore::Store store(store_options(true));
+  // Every shipped projection appears, even before its first run.
+  for (const auto& p : prefstore::projections::default_projections()) {
+    prefstore::storage::UnitOfWork uow(store.pool());
+    (void)prefstore::storage::lock_checkpoint(uow, p->name());
+    uow.commit();
+  }
+  const auto head = prefstore::storage::log_head(store.pool());
+  Table table({"PROJECTION", "STATE", "POSITION", "LAG (EVENTS)", "LAG (SECONDS)", "PROCESSED",
+               "UPDATED AT", "LAST ERROR"});
+  bool failed = false;
+  for (const auto& s : prefstore::storage::checkpoint_status(store.pool())) {
+    const auto& c = s.checkpoint;
+    std::ostringstream lag;
+    lag << std::fixed << std::setprecision(1) << s.lag_seconds;
+    table.add({c.projection, prefstore::storage::to_string(c.state),
+               std::to_string(c.position.global_position), std::to_string(s.lag_events), lag.str(),
+               std::to_string(c.events_processed), prefstore::format_timestamp(c.updated_at),
+               c.last_error.value_or("-")});
+    failed = failed || c.state == prefstore::storage::ProjectionState::failed;
+  }
+  table.print(std::cout);
+  std::cout << "log: " << head.events << " events, newest at position " << head.last_position
+            << " (preferences_current is projected inline, in each append's transaction)\n";
+  return failed ? kError : kOk;
+}
+
+int run_projections_catch_up(std::size_t batch_size) {
+  prefstore::Store store(store_options(true));
+  prefstore::projections::RunnerOptions options;
+  options.batch_size = batch_size;
+  prefstore::projections::ProjectionRunner runner(
+      store.pool(), prefstore::projections::default_projections(), options);
+  const auto applied = runner.catch_up();
+  std::cout << "applied " << applied << " events\n";
+  return kOk;
+}
+
+int run_projections_run(std::size_t batch_size) {
+  // SIGINT and SIGTERM are taken by a watcher thread, which asks the runner to stop.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  prefstore::Store store(store_options(true));
+  prefstore::projections::RunnerOptions options;
+  options.batch_size = batch_size;
+  prefstore::projections::ProjectionRunner runner(
+      store.pool(), prefstore::projections::default_projections(), options);
+  std::stop_source stop;
+  std::thread watcher([&stop, signals] {
+    int received = 0;
+    sigwait(&signals, &received);
+    if (received != 0) std::cerr << "prefstore: stopping (signal " << received << ")\n";
+    stop.request_stop();
+  });
+  std::cout << "running projections until SIGINT or SIGTERM\n" << std::flush;
+  std::int64_t applied = 0;
+  (void)runner.on_advanced(
+      [&applied](const std::string&, prefstore::storage::LogPosition) { ++applied; });
+  try {
+    runner.run(stop.get_token());
+  } catch (...) {
+    pthread_kill(watcher.native_handle(), SIGTERM);
+    watcher.join();
+    throw;
+  }
+  watcher.join();
+  std::cout << "stopped after " << applied << " batches\n";
+  return kOk;
+}
+
+int run_projections_rebuild(const std::string& name, std::size_t batch_size, bool restart) {
+  auto projection = projection_named(name);
+  prefstore::Store store(store_options(true));
+  prefstore::projections::RebuildOptions options;
+  options.batch_size = batch_size;
+  options.restart = restart;
+  options.progress = [](const prefstore::projections::RebuildProgress& p) {
+    const double total = static_cast<double>(std::max<std::int64_t>(p.total, p.applied));
+    const double fraction = total > 0 ? static_cast<double>(p.applied) / total : 1.0;
+    const int filled = static_cast<int>(fraction * 30);
+    std::cerr << "\r[" << std::string(filled, '#') << std::string(30 - filled, ' ') << "] "
+              << static_cast<int>(fraction * 100) << "% " << p.applied << "/" << p.total
+              << " events" << (p.resumed ? " (resumed)" : "") << (p.swapped ? ", swapped\n" : "")
+              << std::flush;
+  };
+  const auto result =
+      prefstore::projections::rebuild_projection(store.pool(), *projection, options);
+  std::cout << "rebuilt " << name << " from " << result.applied << " events; now at position "
+            << result.position.global_position << "\n";
+  return kOk;
+}
+
 int exit_code_for(const prefstore::Error& e) {
   if (dynamic_cast<const prefstore::UsageError*>(&e)) return kUsage;
   if (dynamic_cast<const prefstore::ValidationError*>(&e)) return kValidation;
@@ -459,6 +577,26 @@ int main(int argc, char** argv) {
   history->add_option("--limit", limit, "At most this many events")->capture_default_str();
   history->add_flag("--json", json, "Print JSON lines");
 
+  auto* projections = app.add_subcommand("projections", "Asynchronous read models");
+  projections->require_subcommand(1);
+  std::size_t batch_size = 500;
+  bool restart = false;
+  std::string projection;
+  auto* p_status = projections->add_subcommand(
+      "status", "Position, lag (events and seconds), state and last error of each projection");
+  auto* p_run = projections->add_subcommand("run", "Run the projections until SIGINT or SIGTERM");
+  p_run->add_option("--batch-size", batch_size, "Events per transaction")->capture_default_str();
+  auto* p_catch_up = projections->add_subcommand("catch-up", "Run the projections until caught up");
+  p_catch_up->add_option("--batch-size", batch_size, "Events per transaction")
+      ->capture_default_str();
+  auto* p_rebuild = projections->add_subcommand(
+      "rebuild", "Rebuild a projection from the start of the log into shadow tables, then swap");
+  p_rebuild->add_option("name", projection, "Projection name")->required();
+  p_rebuild->add_option("--batch-size", batch_size, "Events per transaction")
+      ->capture_default_str();
+  p_rebuild->add_flag("--restart", restart,
+                      "Start over instead of resuming an interrupted rebuild");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -482,6 +620,10 @@ int main(int argc, char** argv) {
     if (deprecate->parsed()) return run_deprecate(key, note, deprecate_flags);
     if (definitions->parsed()) return run_definitions(json);
     if (history->parsed()) return run_history(user, limit, json);
+    if (p_status->parsed()) return run_projections_status();
+    if (p_run->parsed()) return run_projections_run(batch_size);
+    if (p_catch_up->parsed()) return run_projections_catch_up(batch_size);
+    if (p_rebuild->parsed()) return run_projections_rebuild(projection, batch_size, restart);
   } catch (const prefstore::Error& e) {
     std::cerr << "prefstore: " << e.what() << "\n";
     return exit_code_for(e);

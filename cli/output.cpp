@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "prefstore/value.hpp"
+
 namespace prefstore::cli {
 namespace {
 
@@ -33,35 +35,7 @@ void Table::print(std::ostream& out) const {
 }
 
 std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
+  return to_json(Value(std::string(s)));
 }
 
 }  // namespace prefstore::cli

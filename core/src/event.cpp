@@ -442,8 +442,17 @@ Metadata decode_metadata(std::string_view json) {
   try {
     return read_json(text, [](Reader& ar) {
       Metadata m;
+      // Read the string directly (no exception on the usual path); null or missing is empty.
       const auto field = [&](const char* name, std::string& out) {
-        if (probe(ar, name) == Field::present) load(ar, name, out, "a string");
+        try {
+          ar(make_nvp(name, out));
+        } catch (const cereal::RapidJSONException&) {
+          if (probe(ar, name) != Field::null) {
+            throw PayloadProblem{field_name(name) + " is not a string"};
+          }
+        } catch (const cereal::Exception&) {
+          // missing: empty
+        }
       };
       field("actor", m.actor);
       field("source", m.source);

@@ -22,6 +22,23 @@ struct Store::Impl {
   std::unique_ptr<storage::EventLog> log;
   std::unique_ptr<storage::CurrentState> state;
 
+  boost::signals2::signal<void(const AppendedEvents&)> appended;
+
+  // Tells subscribers about a write that landed.
+  AppendResult announce(std::string_view stream, AppendResult result,
+                        const std::vector<storage::NewEvent>& events) {
+    if (result.duplicate || appended.empty()) return result;
+    AppendedEvents what{std::string(stream), result, {}};
+    for (const auto& e : events) what.events.push_back(e.data);
+    appended(what);
+    return result;
+  }
+
+  AppendResult append(std::string_view stream, std::vector<storage::NewEvent> events,
+                      const AppendOptions& call, const Metadata& metadata) {
+    return announce(stream, log->append(stream, events, call.expected, metadata), events);
+  }
+
   // Cached definitions (see StoreOptions::definitions_refresh).
   std::shared_mutex cache_mutex;
   DefinitionCatalog cache;
@@ -122,9 +139,9 @@ AppendResult Store::set(std::string_view user, std::string_view key, Value value
   validate_user_id(user);
   validate_metadata(metadata);
   Value v = m_impl->checked(key, std::move(value));
-  return m_impl->log->append(
-      user, Impl::with_ids({PreferenceSet{std::string(key), std::move(v)}}, options),
-      options.expected, metadata);
+  return m_impl->append(user,
+                        Impl::with_ids({PreferenceSet{std::string(key), std::move(v)}}, options),
+                        options, metadata);
 }
 
 AppendResult Store::set_many(std::string_view user,
@@ -144,8 +161,7 @@ AppendResult Store::set_many(std::string_view user,
     }
     events.push_back(PreferenceSet{key, m_impl->checked(key, value)});
   }
-  return m_impl->log->append(user, Impl::with_ids(std::move(events), options), options.expected,
-                             metadata);
+  return m_impl->append(user, Impl::with_ids(std::move(events), options), options, metadata);
 }
 
 AppendResult Store::reset(std::string_view user, std::string_view key, const Metadata& metadata,
@@ -158,8 +174,8 @@ AppendResult Store::reset(std::string_view user, std::string_view key, const Met
                           ": no preference with this key is defined, and the store is in strict "
                           "mode");
   }
-  return m_impl->log->append(user, Impl::with_ids({PreferenceReset{std::string(key)}}, options),
-                             options.expected, metadata);
+  return m_impl->append(user, Impl::with_ids({PreferenceReset{std::string(key)}}, options), options,
+                        metadata);
 }
 
 AppendResult Store::define(const PreferenceDefinition& definition, const Metadata& metadata,
@@ -168,9 +184,9 @@ AppendResult Store::define(const PreferenceDefinition& definition, const Metadat
   validate_metadata(metadata);
   PreferenceDefinition d = definition;
   if (d.default_value) d.default_value = normalized(*d.default_value);
-  const auto result = m_impl->log->append(definition_stream_id(d.key),
-                                          Impl::with_ids({PreferenceDefined{d}}, options),
-                                          options.expected, metadata);
+  const auto result =
+      m_impl->append(definition_stream_id(d.key), Impl::with_ids({PreferenceDefined{d}}, options),
+                     options, metadata);
   m_impl->remember(d);
   return result;
 }
@@ -184,14 +200,24 @@ AppendResult Store::deprecate(std::string_view key, std::string_view note, const
   if (!def) {
     throw ValidationError(std::string(key) + ": cannot deprecate a preference that is not defined");
   }
-  const auto result = m_impl->log->append(
+  const auto result = m_impl->append(
       definition_stream_id(key),
-      Impl::with_ids({PreferenceDeprecated{std::string(key), std::string(note)}}, options),
-      options.expected, metadata);
+      Impl::with_ids({PreferenceDeprecated{std::string(key), std::string(note)}}, options), options,
+      metadata);
   def->deprecated = true;
   def->deprecation_note = std::string(note);
   m_impl->remember(*def);
   return result;
+}
+
+boost::signals2::connection Store::on_appended(std::function<void(const AppendedEvents&)> slot) {
+  return m_impl->appended.connect([slot = std::move(slot)](const AppendedEvents& what) {
+    try {
+      slot(what);
+    } catch (...) {
+      // The write has landed; a subscriber's failure must not turn it into an error.
+    }
+  });
 }
 
 std::optional<Value> Store::get(std::string_view user, std::string_view key) {

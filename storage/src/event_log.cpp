@@ -30,6 +30,7 @@ namespace {
 // $3 (exact variant only): the expected version.
 // Returns one row per stream that was appended to: stream_id, new version, last position,
 // recorded_at in microseconds since the epoch. No row for a stream whose version check failed.
+// Each appended stream is also announced on the channel prefstore_events (delivered at commit).
 
 constexpr const char* kInputSql = R"sql(
 WITH input AS (
@@ -119,7 +120,8 @@ deleted AS (
 )
 SELECT s.stream_id, s.new_version,
        (SELECT max(e.global_position) FROM e WHERE e.stream_id = s.stream_id),
-       (extract(epoch FROM s.recorded_at) * 1000000)::bigint
+       (extract(epoch FROM s.recorded_at) * 1000000)::bigint,
+       pg_notify('prefstore_events', s.stream_id)
 FROM s
 )sql";
 
@@ -654,12 +656,14 @@ LogPosition EventLog::read_all(LogPosition after, std::int64_t max_count,
                                std::int64_t page_size) {
   if (page_size <= 0) throw UsageError("read_all: page_size must be positive");
   // Rows and the horizon come from the same statement, hence the same snapshot.
+  // The text copy of the transaction id gets its own name: ORDER BY resolves a bare name to an
+  // output column first, and would then sort xids as text ("1000" before "735").
   static const std::string sql =
       std::string("SELECT ") + kEventColumns +
-      ", transaction_id::text FROM prefstore.events "
-      "WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) "
-      "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-      "ORDER BY transaction_id, global_position LIMIT $3";
+      ", ev.transaction_id::text AS transaction_id_text FROM prefstore.events AS ev "
+      "WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint) "
+      "AND ev.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+      "ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
   LogPosition position = after;
   std::int64_t read = 0;
   auto handle = m_pool.acquire();
@@ -669,7 +673,7 @@ LogPosition EventLog::read_all(LogPosition after, std::int64_t max_count,
       pqxx::result page;
       {
         pqxx::nontransaction tx(detail::native(handle));
-        page = tx.exec_prepared(detail::prepared(handle, "prefstore_read_all", sql),
+        page = tx.exec_prepared(detail::prepared(handle, "prefstore_read_all_v2", sql),
                                 std::to_string(position.transaction_id), position.global_position,
                                 limit);
       }

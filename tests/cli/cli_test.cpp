@@ -7,6 +7,7 @@
 #include <map>
 #include <pqxx/pqxx>
 
+#include "prefstore/storage/migrations.hpp"
 #include "test_cluster.hpp"
 
 namespace fs = std::filesystem;
@@ -232,7 +233,8 @@ TEST(Cli, LocalServerLifecycleAndDefaultDatabase) {
     while (!url.empty() && url.back() == '\n') url.pop_back();
     pqxx::connection c(url);
     pqxx::nontransaction tx(c);
-    EXPECT_EQ(tx.exec1("SELECT count(*) FROM prefstore.schema_migrations")[0].as<int>(), 1);
+    EXPECT_EQ(tx.exec1("SELECT count(*) FROM prefstore.schema_migrations")[0].as<std::size_t>(),
+              prefstore::storage::embedded_migrations().size());
   }
 
   r = run_cli("local stop", env);

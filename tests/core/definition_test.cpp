@@ -148,6 +148,18 @@ TEST(Definition, RefusesAStringThatDoesNotFullyMatchThePattern) {
   EXPECT_NE(refusal(timezone(), std::string("Europe/Berlin 1")), "accepted");
 }
 
+TEST(Definition, RefusesAStringTooLongToMatchAgainstThePatternSafely) {
+  PreferenceDefinition d = timezone();
+  d.constraints.max_length.reset();
+  EXPECT_EQ(refusal(d, std::string(1024, 'a')), "accepted");
+  const std::string message = refusal(d, std::string(100000, 'a'));
+  EXPECT_TRUE(contains(message, "is 100000 bytes long, too long to check against the pattern"))
+      << message;
+  PreferenceDefinition unpatterned = timezone();
+  unpatterned.constraints = {};
+  EXPECT_EQ(refusal(unpatterned, std::string(100000, 'a')), "accepted");
+}
+
 TEST(Definition, RefusesAValueThatIsNotAllowed) {
   PreferenceDefinition d;
   d.key = "calendar.week_start";

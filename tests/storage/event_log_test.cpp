@@ -446,6 +446,40 @@ TEST_F(EventLogTest, ReadAllReturnsEveryEventOnceInCommitOrder) {
   EXPECT_TRUE(std::is_sorted(positions.begin(), positions.end()));
 }
 
+// Regression: read_all once sorted transaction ids as text ("1000" before "999"), which read
+// events out of commit order and skipped those with shorter ids. Oracle: the log appended
+// across a power of ten of transaction ids reads back in position order, every event once.
+TEST_F(EventLogTest, ReadAllOrdersTransactionIdsNumericallyAcrossADigitBoundary) {
+  pqxx::connection c(m_url);
+  auto xid = [&c] {
+    pqxx::work tx(c);
+    const auto id = tx.exec1("SELECT pg_current_xact_id()::text")[0].as<std::uint64_t>();
+    tx.commit();
+    return id;
+  };
+  std::uint64_t boundary = 10;
+  while (boundary <= xid() + 20) boundary *= 10;
+  while (xid() < boundary - 10) {
+  }
+  for (int i = 0; i < 25; ++i) {
+    (void)m_log->append("user-" + std::to_string(i % 3), {set("a.n", std::int64_t{i})},
+                        ExpectedVersion::any(), m_meta);
+  }
+  ASSERT_GE(xid(), boundary);
+  std::vector<std::int64_t> positions;
+  LogPosition at{};
+  for (;;) {
+    const LogPosition next = m_log->read_all(at, 4, [&](const RecordedEvent& e, LogPosition) {
+      positions.push_back(e.global_position);
+      return true;
+    });
+    if (next == at) break;
+    at = next;
+  }
+  ASSERT_EQ(positions.size(), 25u);
+  EXPECT_TRUE(std::is_sorted(positions.begin(), positions.end()));
+}
+
 // DESIGN pitfall 1: an event whose transaction commits late must not be skipped.
 TEST_F(EventLogTest, ReadAllWaitsForATransactionThatCommitsLate) {
   (void)m_log->append("user-early", {set("a.n", std::int64_t{0})}, ExpectedVersion::any(), m_meta);

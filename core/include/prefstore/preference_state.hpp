@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "prefstore/definition.hpp"
 #include "prefstore/event.hpp"
@@ -27,6 +28,14 @@ using PreferenceState = std::map<std::string, PreferenceEntry, std::less<>>;
 
 // PreferenceSet sets the key, PreferenceReset removes it; definition events leave it unchanged.
 void apply(PreferenceState& state, const RecordedEvent& event);
+// The same for non-const and temporary events. Without these, an unqualified call such as
+// `apply(state, read_event())` would find std::apply through the std::map argument and fail.
+inline void apply(PreferenceState& state, RecordedEvent& event) {
+  apply(state, std::as_const(event));
+}
+inline void apply(PreferenceState& state, RecordedEvent&& event) {
+  apply(state, std::as_const(event));
+}
 
 // A definition with the version of the event that produced it.
 struct DefinitionEntry {
@@ -44,5 +53,12 @@ using DefinitionCatalog = std::map<std::string, DefinitionEntry, std::less<>>;
 // PreferenceDefined replaces the key's definition (keeping defined_at of the first one),
 // PreferenceDeprecated marks it deprecated with its note; preference events leave it unchanged.
 void apply(DefinitionCatalog& catalog, const RecordedEvent& event);
+// Non-const and temporary events (see above: they keep std::apply out of unqualified calls).
+inline void apply(DefinitionCatalog& catalog, RecordedEvent& event) {
+  apply(catalog, std::as_const(event));
+}
+inline void apply(DefinitionCatalog& catalog, RecordedEvent&& event) {
+  apply(catalog, std::as_const(event));
+}
 
 }  // namespace prefstore

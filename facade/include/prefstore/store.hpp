@@ -5,6 +5,8 @@
 // Thread-safety: every member function may be called from any thread at once.
 #pragma once
 
+#include <boost/signals2/signal.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -24,6 +26,13 @@
 #include "prefstore/value.hpp"
 
 namespace prefstore {
+
+// What a successful write appended, as told to on_appended subscribers.
+struct AppendedEvents {
+  std::string stream_id;
+  AppendResult result;
+  std::vector<EventData> events;
+};
 
 // A preference as a read returns it: the user's value, or the definition's default.
 struct ResolvedPreference {
@@ -94,6 +103,15 @@ class Store {
 
   // The stream's current version, 0 when it has no events.
   [[nodiscard]] std::int64_t version(std::string_view user);
+
+  // --- notifications ---
+
+  // Calls slot after every write of this Store that appended events (not for a retry that found
+  // them stored), in the writing thread, after the commit. A slot that throws breaks nothing:
+  // the write has succeeded and its result is returned; the exception is swallowed. Keep slots
+  // short; disconnect through the returned connection. (Other processes' writes are announced
+  // by NOTIFY on storage::kEventsChannel; asynchronous projections use that.)
+  boost::signals2::connection on_appended(std::function<void(const AppendedEvents&)> slot);
 
   // --- administration ---
 

@@ -1,0 +1,192 @@
+#include "prefstore/projections/runner.hpp"
+
+#include <set>
+#include <thread>
+
+#include "prefstore/errors.hpp"
+#include "prefstore/projections/projection_name.hpp"
+#include "prefstore/storage/checkpoints.hpp"
+#include "prefstore/storage/notification_listener.hpp"
+
+namespace prefstore::projections {
+
+using Clock = std::chrono::steady_clock;
+
+std::map<std::string, std::string> live_tables(const Projection& projection) {
+  std::map<std::string, std::string> out;
+  for (const auto& t : projection.tables()) out[t] = "prefstore." + t;
+  return out;
+}
+
+ProjectionRunner::ProjectionRunner(storage::ConnectionPool& pool,
+                                   std::vector<std::shared_ptr<Projection>> projections,
+                                   RunnerOptions options)
+    : m_pool(pool), m_log(pool), m_projections(std::move(projections)), m_options(options) {
+  if (m_options.batch_size == 0) throw UsageError("RunnerOptions::batch_size must be at least 1");
+  std::set<std::string> names;
+  for (const auto& p : m_projections) {
+    validate_projection_name(p->name());
+    if (!names.insert(p->name()).second) {
+      throw UsageError("two projections are named " + p->name());
+    }
+  }
+}
+
+boost::signals2::connection ProjectionRunner::on_advanced(
+    std::function<void(const std::string&, storage::LogPosition)> slot) {
+  return m_advanced.connect(
+      [slot = std::move(slot)](const std::string& name, storage::LogPosition at) {
+        try {
+          slot(name, at);
+        } catch (...) {
+          // A subscriber's failure must not stop the projections.
+        }
+      });
+}
+
+std::int64_t ProjectionRunner::step(Projection& projection) {
+  const std::string name = projection.name();
+  std::vector<RecordedEvent> batch;
+  std::vector<storage::LogPosition> positions;
+  bool failed = false;
+  {
+    storage::UnitOfWork uow(m_pool);
+    auto checkpoint = storage::lock_checkpoint(uow, name);
+    if (!checkpoint) return 0;  // another runner has it
+    if (checkpoint->state == storage::ProjectionState::failed) {
+      auto it = m_failed_at.find(name);
+      if (it != m_failed_at.end() && Clock::now() - it->second < m_options.retry_failed_after) {
+        return 0;
+      }
+    }
+    (void)m_log.read_all(checkpoint->position, static_cast<std::int64_t>(m_options.batch_size),
+                         [&](const RecordedEvent& e, storage::LogPosition at) {
+                           batch.push_back(e);
+                           positions.push_back(at);
+                           return true;
+                         });
+    if (batch.empty()) return 0;
+    try {
+      ProjectionContext ctx(uow, live_tables(projection));
+      projection.apply(batch, ctx);
+      checkpoint->position = positions.back();
+      checkpoint->events_processed += static_cast<std::int64_t>(batch.size());
+      checkpoint->state = storage::ProjectionState::running;
+      checkpoint->last_error.reset();
+      checkpoint->error_position.reset();
+      storage::save_checkpoint(uow, *checkpoint);
+      uow.commit();
+    } catch (const UnavailableError&) {
+      throw;  // the database went away: nothing was applied; try again later
+    } catch (const std::exception&) {
+      failed = true;  // rolled back when uow goes
+    }
+  }
+  // Find the event that fails, one transaction per event, and stop there.
+  if (failed) return isolate_failure(projection, batch, positions);
+  m_failed_at.erase(name);
+  m_advanced(name, positions.back());
+  return static_cast<std::int64_t>(batch.size());
+}
+
+std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
+                                               const std::vector<RecordedEvent>& batch,
+                                               const std::vector<storage::LogPosition>& positions) {
+  const std::string name = projection.name();
+  std::int64_t applied = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    std::string error;
+    {
+      storage::UnitOfWork uow(m_pool);
+      auto checkpoint = storage::lock_checkpoint(uow, name);
+      if (!checkpoint) return applied;
+      try {
+        ProjectionContext ctx(uow, live_tables(projection));
+        projection.apply({batch[i]}, ctx);
+        checkpoint->position = positions[i];
+        checkpoint->events_processed += 1;
+        checkpoint->state = storage::ProjectionState::running;
+        checkpoint->last_error.reset();
+        checkpoint->error_position.reset();
+        storage::save_checkpoint(uow, *checkpoint);
+        uow.commit();
+        ++applied;
+        m_advanced(name, positions[i]);
+        continue;
+      } catch (const UnavailableError&) {
+        throw;
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    storage::UnitOfWork uow(m_pool);
+    auto checkpoint = storage::lock_checkpoint(uow, name);
+    if (!checkpoint) return applied;
+    checkpoint->state = storage::ProjectionState::failed;
+    checkpoint->last_error = "event at position " + std::to_string(batch[i].global_position) +
+                             " (stream " + batch[i].stream_id + ", version " +
+                             std::to_string(batch[i].stream_version) + ", " +
+                             event_type_name(batch[i].data) + "): " + error;
+    checkpoint->error_position = batch[i].global_position;
+    storage::save_checkpoint(uow, *checkpoint);
+    uow.commit();
+    m_failed_at[name] = Clock::now();
+    return applied;
+  }
+  return applied;
+}
+
+std::int64_t ProjectionRunner::run_once() {
+  std::int64_t applied = 0;
+  for (const auto& p : m_projections) applied += step(*p);
+  return applied;
+}
+
+std::int64_t ProjectionRunner::catch_up() {
+  std::int64_t total = 0;
+  for (;;) {
+    const std::int64_t n = run_once();
+    total += n;
+    if (n == 0) return total;
+  }
+}
+
+void ProjectionRunner::mark_stopped() {
+  for (const auto& p : m_projections) {
+    try {
+      storage::UnitOfWork uow(m_pool);
+      auto checkpoint = storage::lock_checkpoint(uow, p->name());
+      if (!checkpoint || checkpoint->state != storage::ProjectionState::running) continue;
+      checkpoint->state = storage::ProjectionState::stopped;
+      storage::save_checkpoint(uow, *checkpoint);
+      uow.commit();
+    } catch (...) {
+      // Best effort: the next runner sets the state again.
+    }
+  }
+}
+
+void ProjectionRunner::run(std::stop_token stop) {
+  std::unique_ptr<storage::NotificationListener> listener;
+  if (m_options.listen) {
+    listener = std::make_unique<storage::NotificationListener>(m_pool.options().conninfo,
+                                                               storage::kEventsChannel);
+  }
+  while (!stop.stop_requested()) {
+    std::int64_t applied = 0;
+    try {
+      applied = run_once();
+    } catch (const TransientError&) {
+      applied = 0;  // the database is away; wait and try again
+    }
+    if (applied > 0) continue;
+    if (listener) {
+      (void)listener->wait(m_options.poll_interval);
+    } else {
+      std::this_thread::sleep_for(m_options.poll_interval);
+    }
+  }
+  mark_stopped();
+}
+
+}  // namespace prefstore::projections
