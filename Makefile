@@ -28,6 +28,11 @@ test: build
 demo: build
 	@bash scripts/demo.sh $(BUILD_DIR)/cli/prefstore
 
+# Benchmarks against raw baselines measured in the same run; writes docs/performance.md.
+# PREFSTORE_BENCH_EVENTS sets the size of the log (default 1,000,000).
+bench: build
+	@bash scripts/bench.sh $(BUILD_DIR)
+
 # The suite under AddressSanitizer and UndefinedBehaviorSanitizer, in its own build folder.
 sanitize:
 	@$(MAKE) test BUILD_DIR=build-sanitize BUILD_TYPE=Debug CMAKE_FLAGS="-DPREFSTORE_SANITIZE=ON -DPREFSTORE_BUILD_BENCH=OFF -DPREFSTORE_WERROR=OFF"

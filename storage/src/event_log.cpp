@@ -30,7 +30,8 @@ namespace {
 // $3 (exact variant only): the expected version.
 // Returns one row per stream that was appended to: stream_id, new version, last position,
 // recorded_at in microseconds since the epoch. No row for a stream whose version check failed.
-// Each appended stream is also announced on the channel prefstore_events (delivered at commit).
+// The append is also announced on the channel prefstore_events (one notification per
+// transaction, delivered at commit: identical notifications are merged).
 
 constexpr const char* kInputSql = R"sql(
 WITH input AS (
@@ -117,12 +118,14 @@ upserted AS (
 deleted AS (
   DELETE FROM prefstore.preferences_current AS p USING located l
   WHERE p.stream_id = l.stream_id AND p.key = l.key AND l.value IS NULL
+),
+last AS (
+  SELECT stream_id, max(global_position) AS global_position FROM e GROUP BY stream_id
 )
-SELECT s.stream_id, s.new_version,
-       (SELECT max(e.global_position) FROM e WHERE e.stream_id = s.stream_id),
+SELECT s.stream_id, s.new_version, last.global_position,
        (extract(epoch FROM s.recorded_at) * 1000000)::bigint,
-       pg_notify('prefstore_events', s.stream_id)
-FROM s
+       pg_notify('prefstore_events', '')
+FROM s JOIN last ON last.stream_id = s.stream_id
 )sql";
 
 // Which of a batch's event ids are stored already, and whether with the same content.

@@ -4,9 +4,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <pqxx/pqxx>
 
+#include "prefstore/storage/event_log.hpp"
 #include "prefstore/storage/migrations.hpp"
 #include "test_cluster.hpp"
 
@@ -202,6 +204,109 @@ TEST(Cli, DefineSetGetResetHistoryWithExitCodes) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   r = run_cli("definitions --json", env);
   EXPECT_TRUE(contains(r.output, "\"deprecated\":true")) << r.output;
+}
+
+// A log of `events` preference changes spread over 40 users, appended in bulk.
+void bulk_log(const std::string& url, int events) {
+  storage::PoolOptions o;
+  o.conninfo = url;
+  storage::ConnectionPool pool(o);
+  (void)storage::MigrationRunner(pool).migrate();
+  storage::EventLog log(pool);
+  std::vector<storage::BulkEvent> batch;
+  const std::vector<std::string> zones = {"Europe/London", "Asia/Tokyo", "UTC", "America/Lima"};
+  for (int i = 0; i < events; ++i) {
+    const std::string user = "user-" + std::to_string((i * 7) % 40);
+    if (i % 9 == 0) {
+      batch.push_back({user, {{}, PreferenceReset{"calendar.timezone"}}, {}});
+    } else {
+      batch.push_back({user, {{}, PreferenceSet{"calendar.timezone", zones[(i * 13) % 4]}}, {}});
+    }
+  }
+  (void)log.append_bulk(batch);
+}
+
+std::string query(const std::string& url, const std::string& sql) {
+  pqxx::connection c(url);
+  pqxx::nontransaction tx(c);
+  const auto r = tx.exec(sql);
+  return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
+}
+
+// Counts of the asynchronous read model and of the inline state, as comparable text.
+std::pair<std::string, std::string> value_counts(const std::string& url) {
+  return {query(url, "SELECT coalesce(string_agg(value::text || ':' || users, ',' ORDER BY "
+                     "value::text), '') FROM prefstore.preference_value_counts"),
+          query(url, "SELECT coalesce(string_agg(v || ':' || n, ',' ORDER BY v), '') FROM "
+                     "(SELECT value::text AS v, count(*) AS n FROM prefstore.preferences_current "
+                     "GROUP BY value::text) c")};
+}
+
+// Kill -9 of the projector at random moments, between writing and checkpointing included.
+// Oracle: the value counts (which are not idempotent: a batch applied twice would count users
+// twice) equal the counts of the inline state, and every event was processed exactly once.
+TEST(CliProjections, KilledRunnerResumesWithoutApplyingAnythingTwice) {
+  const std::string url = TestCluster::instance().fresh_database();
+  bulk_log(url, 6000);
+  const std::map<std::string, std::string> env = {{"PREFSTORE_DATABASE_URL", url}};
+  // Small batches make many transactions, so the kills land in the middle of the work.
+  int kills = 0;
+  std::vector<long> processed;
+  for (int round = 0; round < 6; ++round) {
+    const auto r = run_cli("projections run --batch-size 3 > /dev/null & pid=$!; sleep 0." +
+                               std::to_string(3 + round) + "; kill -9 $pid; wait $pid; echo killed=$?",
+                           env);
+    kills += contains(r.output, "killed=137") ? 1 : 0;
+    const std::string n = query(url, "SELECT events_processed FROM prefstore.projection_checkpoints "
+                                     "WHERE projection_name = 'preference_value_counts'");
+    processed.push_back(n.empty() ? 0 : std::stol(n));
+  }
+  const long before_catch_up = processed.back();
+  // The kills interrupted work in progress: the projector had not finished after the first ones.
+  EXPECT_LT(processed.front(), 6000);
+  EXPECT_TRUE(std::is_sorted(processed.begin(), processed.end()));
+  const auto r = run_cli("projections catch-up", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::cout << kills << " kills; processed before the final catch-up: " << before_catch_up
+            << " of 6000\n";
+  EXPECT_GE(kills, 3);
+  EXPECT_EQ(query(url, "SELECT events_processed FROM prefstore.projection_checkpoints WHERE "
+                       "projection_name = 'preference_value_counts'"),
+            "6000");
+  const auto [async_counts, inline_counts] = value_counts(url);
+  EXPECT_FALSE(inline_counts.empty());
+  EXPECT_EQ(async_counts, inline_counts);
+}
+
+TEST(CliProjections, StatusRunStopsCleanlyOnSigtermAndRebuildShowsProgress) {
+  const std::string url = TestCluster::instance().fresh_database();
+  bulk_log(url, 500);
+  const std::map<std::string, std::string> env = {{"PREFSTORE_DATABASE_URL", url}};
+  auto r = run_cli("projections status", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "preference_value_counts")) << r.output;
+  EXPECT_TRUE(contains(r.output, "500")) << r.output;  // the lag in events
+
+  r = run_cli("projections run 2>&1 & pid=$!; sleep 2; kill -TERM $pid; wait $pid; echo exit=$?",
+              env);
+  EXPECT_TRUE(contains(r.output, "exit=0")) << r.output;
+  EXPECT_TRUE(contains(r.output, "stopping (signal 15)")) << r.output;
+  r = run_cli("projections status", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "stopped")) << r.output;
+  EXPECT_EQ(query(url, "SELECT events_processed FROM prefstore.projection_checkpoints"), "500");
+
+  r = run_cli("projections rebuild preference_value_counts --batch-size 100", env);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "100% 500/500 events")) << r.output;
+  EXPECT_TRUE(contains(r.output, "swapped")) << r.output;
+  const auto [async_counts, inline_counts] = value_counts(url);
+  EXPECT_EQ(async_counts, inline_counts);
+
+  r = run_cli("projections rebuild no_such_projection", env);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(contains(r.output, "preference_value_counts")) << r.output;  // lists the known ones
+  EXPECT_EQ(run_cli("projections", env).exit_code, 2);
 }
 
 TEST(Cli, LocalServerLifecycleAndDefaultDatabase) {

@@ -46,6 +46,7 @@
 #include "prefstore/preference_state.hpp"
 #include "prefstore/storage/current_state.hpp"
 #include "prefstore/store.hpp"
+#include "property.hpp"
 #include "test_cluster.hpp"
 
 namespace {
@@ -64,35 +65,7 @@ constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// ------------------------------------------------------------------------------------------
-// Running a property as the current gtest test, with a run count of our own.
-
-// Checks `property` as the running gtest test (rapidcheck id "Suite/Name", so RC_PARAMS'
-// reproduce strings work) with `runs` successful cases and sizes up to `max_size`, unless
-// RC_PARAMS sets max_success / max_size. Prints rapidcheck's summary either way.
-template <class Property>
-void check_property(Property&& property, int runs, int max_size) {
-  rc::detail::TestParams params = rc::detail::configuration().testParams;
-  const rc::detail::TestParams defaults;
-  if (params.maxSuccess == defaults.maxSuccess) params.maxSuccess = runs;
-  if (params.maxSize == defaults.maxSize) params.maxSize = max_size;
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  rc::detail::TestMetadata metadata;
-  metadata.id = std::string(info->test_suite_name()) + "/" + info->name();
-  metadata.description = info->name();
-  const auto started = std::chrono::steady_clock::now();
-  const auto result = rc::detail::checkTestable(std::forward<Property>(property), metadata, params);
-  const auto seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::ostringstream message;
-  rc::detail::printResultMessage(result, message);
-  const bool passed = result.template is<rc::detail::SuccessResult>();
-  std::cout << "[ rapidcheck ] " << metadata.id << " (" << params.maxSuccess << " runs, max size "
-            << params.maxSize << ", " << seconds
-            << " s): " << (passed ? message.str() : std::string("FAILED, counterexample below"))
-            << std::endl;
-  if (!passed) ADD_FAILURE() << message.str();
-}
+using prefstore::testing::check_property;
 
 // ------------------------------------------------------------------------------------------
 // Exact, readable renderings: two values render the same exactly when they are identical

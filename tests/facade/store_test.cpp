@@ -283,6 +283,32 @@ TEST_F(StoreTest, HistoryShowsWhoChangedWhatAndWhy) {
   EXPECT_EQ(m_store->history("ada", 1, 1).at(0).stream_version, 2);
 }
 
+TEST_F(StoreTest, SubscribersHearOfWritesAndCannotBreakThem) {
+  define_calendar();
+  std::vector<AppendedEvents> heard;
+  auto careless = m_store->on_appended([](const AppendedEvents&) {
+    throw std::runtime_error("a subscriber that throws");
+  });
+  auto listener = m_store->on_appended([&heard](const AppendedEvents& e) { heard.push_back(e); });
+  AppendOptions once;
+  once.event_ids = {new_event_id()};
+  const auto r = m_store->set("ada", "calendar.timezone", std::string("Asia/Tokyo"), m_web, once);
+  EXPECT_EQ(r.stream_version, 1);  // the throwing slot did not fail the write
+  (void)m_store->set("ada", "calendar.timezone", std::string("Asia/Tokyo"), m_web, once);  // a retry
+  (void)m_store->set_many("ada", {{"calendar.timezone", std::string("UTC")},
+                                  {"calendar.default_meeting_minutes", std::int64_t{20}}},
+                          m_web);
+  ASSERT_EQ(heard.size(), 2u);  // the retry stored nothing and was not announced
+  EXPECT_EQ(heard[0].stream_id, "ada");
+  EXPECT_EQ(heard[0].result.stream_version, 1);
+  ASSERT_EQ(heard[1].events.size(), 2u);
+  EXPECT_EQ(std::get<PreferenceSet>(heard[1].events[1]).key, "calendar.default_meeting_minutes");
+  listener.disconnect();
+  (void)m_store->reset("ada", "calendar.timezone", m_web);
+  EXPECT_EQ(heard.size(), 2u);
+  EXPECT_EQ(m_store->get("ada", "calendar.timezone"), Value(std::string("UTC")));
+}
+
 TEST_F(StoreTest, OneStoreServesManyThreads) {
   define_calendar();
   std::atomic<int> failures{0};

@@ -3,6 +3,7 @@
 // Oracle for the value counts: the same counts computed from preferences_current, the inline
 // projection written in each append's transaction.
 #include <gtest/gtest.h>
+#include <rapidcheck.h>
 
 #include <atomic>
 #include <iostream>
@@ -17,6 +18,7 @@
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/migrations.hpp"
 #include "prefstore/storage/notification_listener.hpp"
+#include "property.hpp"
 #include "test_cluster.hpp"
 
 namespace prefstore::projections {
@@ -387,6 +389,36 @@ TEST_F(ProjectionsTest, AdvancedSignalReportsPositionsAndSurvivesAThrowingSlot) 
   EXPECT_EQ(positions.size(), 3u);
   EXPECT_EQ(std::to_string(positions.back()),
             sql("SELECT max(global_position) FROM prefstore.events"));
+}
+
+// Property: for random logs and batch sizes, the asynchronous value counts, caught up, equal
+// the counts of the inline state. One database; each run starts the projection from zero.
+TEST_F(ProjectionsTest, PropertyAsyncCountsEqualInlineStateForRandomLogs) {
+  prefstore::testing::check_property([this] {
+    sql("TRUNCATE prefstore.preference_value_counts, prefstore.preference_value_holders");
+    sql("DELETE FROM prefstore.projection_checkpoints");
+    const auto users = *rc::gen::inRange(1, 5);
+    const auto ops = *rc::gen::container<std::vector<std::tuple<int, int, int>>>(
+        rc::gen::tuple(rc::gen::inRange(0, users), rc::gen::inRange(0, 3), rc::gen::inRange(0, 4)));
+    const std::vector<std::string> keys = {"calendar.timezone", "calendar.week_start",
+                                           "notifications.channels"};
+    for (const auto& [user, key, value] : ops) {
+      const std::string who = "prop-user-" + std::to_string(user);
+      if (value == 3) {
+        reset(who, keys[static_cast<std::size_t>(key)]);
+      } else if (key == 2) {
+        set(who, keys[2], StringList{value == 0 ? "email" : "push"});
+      } else {
+        set(who, keys[static_cast<std::size_t>(key)], std::string("v") + std::to_string(value));
+      }
+    }
+    RunnerOptions options;
+    options.batch_size = static_cast<std::size_t>(*rc::gen::inRange(1, 20));
+    ProjectionRunner runner(*m_pool, {std::make_shared<ValueCountsProjection>()}, options);
+    (void)runner.catch_up();
+    const auto [async_counts, inline_counts] = counts();
+    RC_ASSERT(async_counts == inline_counts);
+  }, 25, 40);
 }
 
 TEST(NotificationListener, WaitsOutItsTimeoutWhenTheServerIsUnreachable) {

@@ -10,7 +10,7 @@
 
 namespace prefstore::storage {
 
-// The channel EventLog::append notifies after every commit; the payload is the stream id.
+// The channel EventLog::append notifies at every commit that appended events (empty payload).
 inline constexpr const char* kEventsChannel = "prefstore_events";
 
 class NotificationListener {
