@@ -96,8 +96,9 @@ int main(int argc, char** argv) {
     {
       storage::ConnectionPool pool(pool_options(url));
       storage::EventLog log(pool);
-      const std::vector<std::string> zones = {"Europe/London", "Europe/Berlin", "Asia/Tokyo",
-                                              "America/New_York", "UTC", "Australia/Sydney"};
+      const std::vector<std::string> zones = {"Europe/London", "Europe/Berlin",
+                                              "Asia/Tokyo",    "America/New_York",
+                                              "UTC",           "Australia/Sydney"};
       for (std::int64_t start = 0; start < events; start += 50000) {
         std::vector<storage::BulkEvent> chunk;
         for (std::int64_t i = start; i < std::min(events, start + 50000); ++i) {
@@ -108,15 +109,17 @@ int main(int argc, char** argv) {
               break;
             case 1:
               chunk.push_back({user,
-                               {{}, PreferenceSet{"calendar.default_meeting_minutes",
-                                                  std::int64_t{15 * (1 + i % 4)}}},
+                               {{},
+                                PreferenceSet{"calendar.default_meeting_minutes",
+                                              std::int64_t{15 * (1 + i % 4)}}},
                                {}});
               break;
             case 2:
-              chunk.push_back({user,
-                               {{}, PreferenceSet{"notifications.channels",
-                                                  StringList{i % 3 ? "email" : "push"}}},
-                               {}});
+              chunk.push_back(
+                  {user,
+                   {{},
+                    PreferenceSet{"notifications.channels", StringList{i % 3 ? "email" : "push"}}},
+                   {}});
               break;
             default:
               chunk.push_back({user, {{}, PreferenceReset{"calendar.timezone"}}, {}});
@@ -146,7 +149,8 @@ int main(int argc, char** argv) {
       }
       PQclear(PQgetResult(conn));
       PQfinish(conn);
-      if (rows != events) throw std::runtime_error("COPY returned " + std::to_string(rows) + " rows");
+      if (rows != events)
+        throw std::runtime_error("COPY returned " + std::to_string(rows) + " rows");
     }));
     measures.push_back(in_child("replay: EventLog::read_all, decoded", events, [&] {
       storage::ConnectionPool pool(pool_options(url));
@@ -154,10 +158,13 @@ int main(int argc, char** argv) {
       std::int64_t read = 0;
       storage::LogPosition at{};
       for (;;) {
-        const auto next = log.read_all(at, 10000, [&read](const RecordedEvent&, storage::LogPosition) {
-          ++read;
-          return true;
-        }, 5000);
+        const auto next = log.read_all(
+            at, 10000,
+            [&read](const RecordedEvent&, storage::LogPosition) {
+              ++read;
+              return true;
+            },
+            5000);
         if (next == at) break;
         at = next;
       }
@@ -169,7 +176,8 @@ int main(int argc, char** argv) {
       projections::RebuildOptions options;
       options.batch_size = 5000;
       const auto done = projections::rebuild_projection(pool, projection, options);
-      if (done.applied != events) throw std::runtime_error("rebuild applied " + std::to_string(done.applied));
+      if (done.applied != events)
+        throw std::runtime_error("rebuild applied " + std::to_string(done.applied));
     }));
 
     const double baseline_rate = static_cast<double>(events) / measures[0].seconds;
@@ -179,9 +187,9 @@ int main(int argc, char** argv) {
         "| --- | --- | --- | --- | --- | --- |\n";
     for (const auto& m : measures) {
       const double rate = static_cast<double>(m.events) / m.seconds;
-      std::snprintf(line, sizeof line, "| %s | %lld | %.1f | %.0f | %.2f | %.1f |\n", m.name.c_str(),
-                    static_cast<long long>(m.events), m.seconds, rate, rate / baseline_rate,
-                    static_cast<double>(m.peak_kib) / 1024.0);
+      std::snprintf(line, sizeof line, "| %s | %lld | %.1f | %.0f | %.2f | %.1f |\n",
+                    m.name.c_str(), static_cast<long long>(m.events), m.seconds, rate,
+                    rate / baseline_rate, static_cast<double>(m.peak_kib) / 1024.0);
       table += line;
     }
     std::snprintf(line, sizeof line,

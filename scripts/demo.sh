@@ -86,4 +86,12 @@ step "The audit trail: who changed what, when, from which service and why"
 show history ada
 show history '$def:calendar.default_meeting_minutes'
 
+step "An asynchronous read model: how many users hold each value (preference_value_counts)"
+show projections status
+show projections catch-up
+show projections status
+psql -q "$PREFSTORE_DATABASE_URL" -c "SELECT key, value, users FROM prefstore.preference_value_counts ORDER BY key, users DESC"
+step "Rebuild it from the log into shadow tables, then swap them in (readers never see it empty)"
+show projections rebuild preference_value_counts --batch-size 5
+
 printf '\nThe local server keeps running for the next command; stop it with: %s local stop\n' "$cli"

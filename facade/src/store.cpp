@@ -7,6 +7,7 @@
 
 #include "prefstore/errors.hpp"
 #include "prefstore/preference_key.hpp"
+#include "prefstore/projections/inline_projections.hpp"
 #include "prefstore/storage/current_state.hpp"
 #include "prefstore/storage/database_url.hpp"
 #include "prefstore/storage/event_log.hpp"
@@ -44,10 +45,22 @@ struct Store::Impl {
   DefinitionCatalog cache;
   Clock::time_point cache_loaded{};
 
+  // Loads are numbered: a load that started before a newer load or a remember() finished
+  // must not overwrite what they installed.
+  std::uint64_t loads_started = 0;
+  std::uint64_t installed = 0;
+
   void reload_definitions() {
+    std::uint64_t ticket = 0;
+    {
+      std::unique_lock lock(cache_mutex);
+      ticket = ++loads_started;
+    }
     DefinitionCatalog fresh = state->definitions();
     std::unique_lock lock(cache_mutex);
+    if (ticket < installed) return;
     cache = std::move(fresh);
+    installed = ticket;
     cache_loaded = Clock::now();
   }
 
@@ -80,6 +93,7 @@ struct Store::Impl {
   void remember(const PreferenceDefinition& d) {
     std::unique_lock lock(cache_mutex);
     cache[d.key].definition = d;
+    installed = ++loads_started;  // loads already running are older than this
   }
 
   // Validates one value for key: against its definition, or (open mode) only its encoding.
@@ -127,6 +141,9 @@ Store::Store(StoreOptions options) : m_impl(std::make_unique<Impl>()) {
   options.pool.conninfo = *url;
   m_impl->pool = std::make_unique<storage::ConnectionPool>(options.pool);
   m_impl->log = std::make_unique<storage::EventLog>(*m_impl->pool);
+  if (!options.inline_projections.empty()) {
+    m_impl->log->set_inline_hook(projections::inline_hook(options.inline_projections));
+  }
   m_impl->state = std::make_unique<storage::CurrentState>(*m_impl->pool);
   m_impl->options = std::move(options);
   if (m_impl->options.migrate_on_open) migrate();

@@ -1,5 +1,6 @@
 #include "prefstore/projections/rebuild.hpp"
 
+#include <optional>
 #include <thread>
 
 #include "prefstore/errors.hpp"
@@ -58,6 +59,13 @@ void swap_table(storage::UnitOfWork& uow, const std::string& t) {
       "SELECT format('COMMENT ON TABLE prefstore.%I IS %L', $2::text, d) "
       "FROM obj_description($1::regclass, 'pg_class') d WHERE d IS NOT NULL",
       {live, shadow_name});
+  // Foreign keys are not copied by LIKE: re-create them NOT VALID (instant); the caller
+  // validates them after the swap, without blocking readers or writers.
+  const auto foreign_keys = uow.exec(
+      "SELECT format('ALTER TABLE prefstore.%I ADD CONSTRAINT %I %s NOT VALID', $2::text, "
+      "conname, pg_get_constraintdef(oid)) FROM pg_constraint "
+      "WHERE conrelid = $1::regclass AND contype = 'f'",
+      {live, t});
   for (const auto& g : grants) (void)uow.exec(g.at(0).value());
   for (const auto& c : comment) (void)uow.exec(c.at(0).value());
   (void)uow.exec("DROP TABLE " + live);
@@ -69,6 +77,21 @@ void swap_table(storage::UnitOfWork& uow, const std::string& t) {
       "WHERE x.indrelid = $1::regclass AND position($2::text IN i.relname) > 0",
       {live, shadow_name, t});
   for (const auto& i : indexes) (void)uow.exec(i.at(0).value());
+  for (const auto& f : foreign_keys) (void)uow.exec(f.at(0).value());
+}
+
+// Validates the foreign keys re-created NOT VALID by swap_table (SHARE UPDATE EXCLUSIVE lock:
+// reads and writes go on).
+void validate_foreign_keys(storage::ConnectionPool& pool, const Projection& projection) {
+  for (const auto& t : projection.tables()) {
+    storage::UnitOfWork uow(pool);
+    const auto pending = uow.exec(
+        "SELECT format('ALTER TABLE prefstore.%I VALIDATE CONSTRAINT %I', $2::text, conname) "
+        "FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f' AND NOT convalidated",
+        {"prefstore." + t, t});
+    for (const auto& v : pending) (void)uow.exec(v.at(0).value());
+    uow.commit();
+  }
 }
 
 }  // namespace
@@ -112,15 +135,23 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
   }
 
   // Applies the next batch after the scratch checkpoint to the shadow tables, in uow.
-  auto apply_batch = [&](storage::UnitOfWork& uow, storage::Checkpoint& checkpoint) -> std::size_t {
+  // commit_safe: read only below the horizon of running transactions (the usual case); false
+  // when the writers are held off, so that every committed event is read.
+  auto apply_batch = [&](storage::UnitOfWork& uow, storage::Checkpoint& checkpoint,
+                         bool commit_safe) -> std::size_t {
     std::vector<RecordedEvent> batch;
     storage::LogPosition last = checkpoint.position;
-    (void)log.read_all(checkpoint.position, static_cast<std::int64_t>(options.batch_size),
-                       [&](const RecordedEvent& e, storage::LogPosition at) {
-                         batch.push_back(e);
-                         last = at;
-                         return true;
-                       });
+    auto collect = [&](const RecordedEvent& e, storage::LogPosition at) {
+      batch.push_back(e);
+      last = at;
+      return true;
+    };
+    const auto count = static_cast<std::int64_t>(options.batch_size);
+    if (commit_safe) {
+      (void)log.read_all(checkpoint.position, count, collect);
+    } else {
+      (void)log.read_committed(checkpoint.position, count, collect);
+    }
     if (batch.empty()) return 0;
     ProjectionContext ctx(uow, shadow_tables(projection));
     projection.apply(batch, ctx);
@@ -135,7 +166,7 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
     storage::UnitOfWork uow(pool);
     auto checkpoint = storage::lock_checkpoint(uow, scratch);
     if (!checkpoint) throw ContentionError("another rebuild of projection " + name + " is running");
-    const std::size_t n = apply_batch(uow, *checkpoint);
+    const std::size_t n = apply_batch(uow, *checkpoint, true);
     uow.commit();
     progress.applied = checkpoint->events_processed;
     progress.position = checkpoint->position;
@@ -143,36 +174,55 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
     if (n < options.batch_size) break;  // caught up with the commit-safe horizon
   }
 
-  // 3. The swap: hold the live checkpoint (the runner waits), catch up, rename, hand over.
+  // 3. The swap, in one short transaction. An asynchronous projection: hold its live checkpoint
+  // (the runner waits), catch the shadows up, rename, hand the position over. An inline one:
+  // lock its tables against the appends that write them (in-flight appends finish first, new ones
+  // wait), so every committed event is visible and none is in flight; catch up with all of them.
+  // lock_timeout keeps the swap from queueing readers behind a long query: it retries instead.
   for (int attempt = 0;; ++attempt) {
-    storage::UnitOfWork uow(pool);
-    auto live = storage::lock_checkpoint(uow, name);
-    if (!live) {
-      // The live runner is inside a batch; it holds the row only briefly.
-      if (attempt > 600)
-        throw ContentionError("projection " + name + " stayed locked by its runner");
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      continue;
+    try {
+      storage::UnitOfWork uow(pool);
+      (void)uow.exec("SET LOCAL lock_timeout = '2s'");
+      std::optional<storage::Checkpoint> live;
+      if (projection.is_inline()) {
+        // Appends lock streams first, then the tables they project into: take the same order,
+        // or an append holding streams and a swap holding the table deadlock.
+        std::string tables = "prefstore.streams";
+        for (const auto& t : projection.tables()) tables += ", prefstore." + t;
+        (void)uow.exec("LOCK TABLE " + tables + " IN SHARE ROW EXCLUSIVE MODE");
+      } else {
+        live = storage::lock_checkpoint(uow, name);
+        if (!live) throw ContentionError("projection " + name + " is inside a batch");
+      }
+      auto checkpoint = storage::lock_checkpoint(uow, scratch);
+      if (!checkpoint)
+        throw ContentionError("another rebuild of projection " + name + " is running");
+      while (apply_batch(uow, *checkpoint, !projection.is_inline()) > 0) {
+      }
+      for (const auto& t : projection.tables()) swap_table(uow, t);
+      if (live) {
+        live->position = checkpoint->position;
+        live->events_processed = checkpoint->events_processed;
+        live->state = storage::ProjectionState::running;
+        live->last_error.reset();
+        live->error_position.reset();
+        storage::save_checkpoint(uow, *live);
+      }
+      storage::delete_checkpoint(uow, scratch);
+      uow.commit();
+      progress.applied = checkpoint->events_processed;
+      progress.position = checkpoint->position;
+      break;
+    } catch (const ContentionError&) {
+      // Lock not available in time (a long reader, or the runner inside a batch): try again.
+      if (attempt >= 100) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 * std::min(attempt + 1, 20)));
     }
-    auto checkpoint = storage::lock_checkpoint(uow, scratch);
-    if (!checkpoint) throw ContentionError("another rebuild of projection " + name + " is running");
-    while (apply_batch(uow, *checkpoint) > 0) {
-    }
-    for (const auto& t : projection.tables()) swap_table(uow, t);
-    live->position = checkpoint->position;
-    live->events_processed = checkpoint->events_processed;
-    live->state = storage::ProjectionState::running;
-    live->last_error.reset();
-    live->error_position.reset();
-    storage::save_checkpoint(uow, *live);
-    storage::delete_checkpoint(uow, scratch);
-    uow.commit();
-    progress.applied = checkpoint->events_processed;
-    progress.position = checkpoint->position;
-    progress.swapped = true;
-    if (options.progress) options.progress(progress);
-    return progress;
   }
+  validate_foreign_keys(pool, projection);
+  progress.swapped = true;
+  if (options.progress) options.progress(progress);
+  return progress;
 }
 
 }  // namespace prefstore::projections

@@ -1,5 +1,6 @@
 #include "prefstore/projections/registry.hpp"
 
+#include "prefstore/projections/current_state.hpp"
 #include "prefstore/projections/value_counts.hpp"
 
 namespace prefstore::projections {
@@ -8,8 +9,14 @@ std::vector<std::shared_ptr<Projection>> default_projections() {
   return {std::make_shared<ValueCountsProjection>()};
 }
 
+std::vector<std::shared_ptr<Projection>> rebuildable_projections() {
+  auto all = default_projections();
+  all.push_back(std::make_shared<CurrentStateProjection>());
+  return all;
+}
+
 std::shared_ptr<Projection> find_projection(std::string_view name) {
-  for (auto& p : default_projections()) {
+  for (auto& p : rebuildable_projections()) {
     if (p->name() == name) return p;
   }
   return nullptr;

@@ -6,6 +6,7 @@
 #include "prefstore/errors.hpp"
 #include "prefstore/projections/projection_name.hpp"
 #include "prefstore/storage/checkpoints.hpp"
+#include "prefstore/storage/database_url.hpp"
 #include "prefstore/storage/notification_listener.hpp"
 
 namespace prefstore::projections {
@@ -23,6 +24,12 @@ ProjectionRunner::ProjectionRunner(storage::ConnectionPool& pool,
                                    RunnerOptions options)
     : m_pool(pool), m_log(pool), m_projections(std::move(projections)), m_options(options) {
   if (m_options.batch_size == 0) throw UsageError("RunnerOptions::batch_size must be at least 1");
+  if (m_pool.options().max_size < 2) {
+    throw UsageError(
+        "a projection runner needs a pool of at least 2 connections (one holds the "
+        "batch's transaction, one reads the log); PoolOptions::max_size is " +
+        std::to_string(m_pool.options().max_size));
+  }
   std::set<std::string> names;
   for (const auto& p : m_projections) {
     validate_projection_name(p->name());
@@ -48,11 +55,13 @@ std::int64_t ProjectionRunner::step(Projection& projection) {
   const std::string name = projection.name();
   std::vector<RecordedEvent> batch;
   std::vector<storage::LogPosition> positions;
+  storage::LogPosition start;
   bool failed = false;
   {
     storage::UnitOfWork uow(m_pool);
     auto checkpoint = storage::lock_checkpoint(uow, name);
     if (!checkpoint) return 0;  // another runner has it
+    start = checkpoint->position;
     if (checkpoint->state == storage::ProjectionState::failed) {
       auto it = m_failed_at.find(name);
       if (it != m_failed_at.end() && Clock::now() - it->second < m_options.retry_failed_after) {
@@ -76,14 +85,16 @@ std::int64_t ProjectionRunner::step(Projection& projection) {
       checkpoint->error_position.reset();
       storage::save_checkpoint(uow, *checkpoint);
       uow.commit();
-    } catch (const UnavailableError&) {
-      throw;  // the database went away: nothing was applied; try again later
+    } catch (const TransientError&) {
+      // The database went away, transactions collided, or COMMIT's outcome is unknown: the
+      // checkpoint says what landed. Try the step again later; never replay it here.
+      throw;
     } catch (const std::exception&) {
       failed = true;  // rolled back when uow goes
     }
   }
   // Find the event that fails, one transaction per event, and stop there.
-  if (failed) return isolate_failure(projection, batch, positions);
+  if (failed) return isolate_failure(projection, batch, positions, start);
   m_failed_at.erase(name);
   m_advanced(name, positions.back());
   return static_cast<std::int64_t>(batch.size());
@@ -91,7 +102,8 @@ std::int64_t ProjectionRunner::step(Projection& projection) {
 
 std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
                                                const std::vector<RecordedEvent>& batch,
-                                               const std::vector<storage::LogPosition>& positions) {
+                                               const std::vector<storage::LogPosition>& positions,
+                                               storage::LogPosition start) {
   const std::string name = projection.name();
   std::int64_t applied = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -99,7 +111,9 @@ std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
     {
       storage::UnitOfWork uow(m_pool);
       auto checkpoint = storage::lock_checkpoint(uow, name);
-      if (!checkpoint) return applied;
+      // Another runner may have moved on meanwhile: then this replay is not ours to make.
+      const storage::LogPosition expected = i == 0 ? start : positions[i - 1];
+      if (!checkpoint || !(checkpoint->position == expected)) return applied;
       try {
         ProjectionContext ctx(uow, live_tables(projection));
         projection.apply({batch[i]}, ctx);
@@ -113,7 +127,7 @@ std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
         ++applied;
         m_advanced(name, positions[i]);
         continue;
-      } catch (const UnavailableError&) {
+      } catch (const TransientError&) {
         throw;
       } catch (const std::exception& e) {
         error = e.what();
@@ -121,7 +135,9 @@ std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
     }
     storage::UnitOfWork uow(m_pool);
     auto checkpoint = storage::lock_checkpoint(uow, name);
-    if (!checkpoint) return applied;
+    if (!checkpoint || !(checkpoint->position == (i == 0 ? start : positions[i - 1]))) {
+      return applied;
+    }
     checkpoint->state = storage::ProjectionState::failed;
     checkpoint->last_error = "event at position " + std::to_string(batch[i].global_position) +
                              " (stream " + batch[i].stream_id + ", version " +
@@ -138,8 +154,31 @@ std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
 
 std::int64_t ProjectionRunner::run_once() {
   std::int64_t applied = 0;
-  for (const auto& p : m_projections) applied += step(*p);
+  for (const auto& p : m_projections) {
+    try {
+      applied += step(*p);
+    } catch (const TransientError&) {
+      throw;
+    } catch (const std::exception& e) {
+      // Reading failed (an event this build cannot decode, say): this projection stops, with
+      // the reason in its checkpoint; the others go on.
+      record_failure(*p, e.what());
+    }
+  }
   return applied;
+}
+
+void ProjectionRunner::record_failure(const Projection& projection, const std::string& error) {
+  storage::UnitOfWork uow(m_pool);
+  auto checkpoint = storage::lock_checkpoint(uow, projection.name());
+  if (!checkpoint) return;
+  checkpoint->state = storage::ProjectionState::failed;
+  checkpoint->last_error = "reading the events after position " +
+                           std::to_string(checkpoint->position.global_position) + ": " + error;
+  checkpoint->error_position.reset();
+  storage::save_checkpoint(uow, *checkpoint);
+  uow.commit();
+  m_failed_at[projection.name()] = Clock::now();
 }
 
 std::int64_t ProjectionRunner::catch_up() {
@@ -169,8 +208,11 @@ void ProjectionRunner::mark_stopped() {
 void ProjectionRunner::run(std::stop_token stop) {
   std::unique_ptr<storage::NotificationListener> listener;
   if (m_options.listen) {
-    listener = std::make_unique<storage::NotificationListener>(m_pool.options().conninfo,
-                                                               storage::kEventsChannel);
+    listener = std::make_unique<storage::NotificationListener>(
+        storage::conninfo_with(
+            m_pool.options().conninfo,
+            {{"connect_timeout", "5"}, {"application_name", "prefstore-listener"}}),
+        storage::kEventsChannel);
   }
   while (!stop.stop_requested()) {
     std::int64_t applied = 0;

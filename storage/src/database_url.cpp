@@ -23,9 +23,18 @@ std::optional<std::string> configured_database_url() {
 std::string redact_conninfo(std::string_view conninfo) noexcept {
   try {
     std::string s(conninfo);
-    // URI userinfo: scheme://user:password@host
-    static const std::regex uri_password(R"(^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/?#]*):[^@/?#]*@)");
-    s = std::regex_replace(s, uri_password, "$1:***@");
+    // URI user info: scheme://user:password@host. The password may hold '/', '?' or '@', so
+    // everything from the first ':' after "://" to the last '@' is hidden.
+    static const std::regex uri_scheme(R"(^[a-zA-Z][a-zA-Z0-9+.-]*://)");
+    std::smatch scheme;
+    if (std::regex_search(s, scheme, uri_scheme)) {
+      const std::size_t start = static_cast<std::size_t>(scheme.length(0));
+      const std::size_t at = s.rfind('@');
+      if (at != std::string::npos && at > start) {
+        const std::size_t colon = s.find(':', start);
+        if (colon != std::string::npos && colon < at) s.replace(colon + 1, at - colon - 1, "***");
+      }
+    }
     // URI query parameter: ?password=... or &password=...
     static const std::regex query_password(R"(([?&]password=)[^&#]*)", std::regex::icase);
     s = std::regex_replace(s, query_password, "$1***");
@@ -59,8 +68,12 @@ std::string conninfo_with(std::string_view conninfo,
     std::string reason = err != nullptr ? err : "out of memory";
     if (err != nullptr) PQfreemem(err);
     while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
-    throw ValidationError("invalid database connection string \"" + redact_conninfo(conninfo) +
-                          "\": " + redact_conninfo(reason));
+    // libpq quotes the offending token, which may be (part of) the password: hide every quoted
+    // token, and never echo the string itself.
+    static const std::regex quoted_token(R"("[^"]*")");
+    reason = std::regex_replace(reason, quoted_token, "\"...\"");
+    throw ValidationError("invalid database connection string (" + reason +
+                          "); quoted parts and passwords are not shown");
   }
   std::string out;
   auto add = [&out](const std::string& key, std::string_view value) {

@@ -301,11 +301,25 @@ bool is_uuid(std::string_view s) {
   return std::regex_match(s.begin(), s.end(), pattern);
 }
 
+// The rules of the streams table's CHECK constraints, checked before the database: 1 to 256
+// characters, no control characters (C0, DEL, C1).
 void check_stream_id(std::string_view stream_id) {
   if (stream_id.empty()) throw ValidationError("stream id must not be empty");
-  if (stream_id.size() > 1024) {
-    throw ValidationError("stream id is " + std::to_string(stream_id.size()) +
-                          " bytes long; the limit is 256 characters");
+  std::size_t characters = 0;
+  for (std::size_t i = 0; i < stream_id.size(); ++i) {
+    const auto c = static_cast<unsigned char>(stream_id[i]);
+    if ((c & 0xC0) != 0x80) ++characters;
+    const bool c1 = c == 0xC2 && i + 1 < stream_id.size() &&
+                    static_cast<unsigned char>(stream_id[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(stream_id[i + 1]) <= 0x9F;
+    if (c < 0x20 || c == 0x7F || c1) {
+      throw ValidationError("stream id \"" + std::string(stream_id.substr(0, 64)) +
+                            "\" contains a control character at byte " + std::to_string(i));
+    }
+  }
+  if (characters > 256) {
+    throw ValidationError("stream id is " + std::to_string(characters) +
+                          " characters long; the limit is 256");
   }
 }
 
@@ -413,6 +427,40 @@ void project_definitions(pqxx::transaction_base& tx, const PooledConnection& han
 
 EventLog::EventLog(ConnectionPool& pool) : m_pool(pool) {}
 
+void EventLog::set_inline_hook(InlineHook hook) {
+  m_inline = std::move(hook);
+}
+
+namespace {
+
+// The events this transaction appended after `after_position`, for inline projections.
+std::vector<RecordedEvent> appended_in_transaction(pqxx::transaction_base& tx,
+                                                   const PooledConnection& handle,
+                                                   std::int64_t after_position) {
+  static const std::string sql =
+      std::string("SELECT ") + kEventColumns +
+      " FROM prefstore.events WHERE transaction_id = pg_current_xact_id() AND global_position > "
+      "$1 ORDER BY global_position";
+  std::vector<RecordedEvent> out;
+  for (const auto& row :
+       tx.exec_prepared(detail::prepared(handle, "prefstore_appended_here", sql), after_position)) {
+    out.push_back(decode_row(row));
+  }
+  return out;
+}
+
+void run_inline(const InlineHook& hook, pqxx::transaction_base& tx, const PooledConnection& handle,
+                std::int64_t& after_position) {
+  auto events = appended_in_transaction(tx, handle, after_position);
+  if (events.empty()) return;
+  after_position = events.back().global_position;
+  detail::BorrowedTransaction borrowed{tx};
+  UnitOfWork uow(borrowed);
+  hook(uow, events);
+}
+
+}  // namespace
+
 AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewEvent>& events,
                               ExpectedVersion expected, const Metadata& metadata) {
   check_stream_id(stream_id);
@@ -448,7 +496,7 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
                  ? tx.exec_prepared(name, events_json, changes_json, expected.version)
                  : tx.exec_prepared(name, events_json, changes_json);
     };
-    if (!definitions) {
+    if (!definitions && !m_inline) {
       // Autocommit: the statement is its own transaction, one round trip.
       pqxx::nontransaction tx(conn);
       r = run(tx);
@@ -457,8 +505,12 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
       r = run(tx);
       if (!r.empty()) {
         const auto new_version = r[0][1].as<std::int64_t>();
-        project_definitions(tx, handle, stream_id, events,
-                            new_version - static_cast<std::int64_t>(events.size()) + 1, metadata);
+        if (definitions) {
+          project_definitions(tx, handle, stream_id, events,
+                              new_version - static_cast<std::int64_t>(events.size()) + 1, metadata);
+        }
+        std::int64_t after = 0;
+        if (m_inline) run_inline(m_inline, tx, handle, after);
       }
       tx.commit();
     }
@@ -541,6 +593,7 @@ std::int64_t EventLog::append_bulk(const std::vector<BulkEvent>& events, std::si
   std::int64_t appended = 0;
   try {
     pqxx::work tx(conn);
+    std::int64_t inline_after = 0;
     for (std::size_t start = 0; start < events.size(); start += batch_size) {
       const std::size_t end = std::min(events.size(), start + batch_size);
       // Group the batch by stream, keeping each stream's order.
@@ -569,6 +622,7 @@ std::int64_t EventLog::append_bulk(const std::vector<BulkEvent>& events, std::si
       }
       const auto [events_json, changes_json] = builder.finish();
       (void)tx.exec_prepared(name, events_json, changes_json);
+      if (m_inline) run_inline(m_inline, tx, handle, inline_after);
       appended += static_cast<std::int64_t>(end - start);
     }
     tx.commit();
@@ -657,15 +711,32 @@ std::vector<RecordedEvent> EventLog::read_stream(std::string_view stream_id,
 LogPosition EventLog::read_all(LogPosition after, std::int64_t max_count,
                                const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
                                std::int64_t page_size) {
+  return read_log(after, max_count, true, visit, page_size);
+}
+
+LogPosition EventLog::read_committed(
+    LogPosition after, std::int64_t max_count,
+    const std::function<bool(const RecordedEvent&, LogPosition)>& visit, std::int64_t page_size) {
+  return read_log(after, max_count, false, visit, page_size);
+}
+
+LogPosition EventLog::read_log(LogPosition after, std::int64_t max_count, bool commit_safe,
+                               const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                               std::int64_t page_size) {
   if (page_size <= 0) throw UsageError("read_all: page_size must be positive");
-  // Rows and the horizon come from the same statement, hence the same snapshot.
   // The text copy of the transaction id gets its own name: ORDER BY resolves a bare name to an
   // output column first, and would then sort xids as text ("1000" before "735").
-  static const std::string sql =
+  // Rows and the horizon come from the same statement, hence the same snapshot.
+  static const std::string safe_sql =
       std::string("SELECT ") + kEventColumns +
       ", ev.transaction_id::text AS transaction_id_text FROM prefstore.events AS ev "
       "WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint) "
       "AND ev.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+      "ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
+  static const std::string committed_sql =
+      std::string("SELECT ") + kEventColumns +
+      ", ev.transaction_id::text AS transaction_id_text FROM prefstore.events AS ev "
+      "WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint) "
       "ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
   LogPosition position = after;
   std::int64_t read = 0;
@@ -676,9 +747,10 @@ LogPosition EventLog::read_all(LogPosition after, std::int64_t max_count,
       pqxx::result page;
       {
         pqxx::nontransaction tx(detail::native(handle));
-        page = tx.exec_prepared(detail::prepared(handle, "prefstore_read_all_v2", sql),
-                                std::to_string(position.transaction_id), position.global_position,
-                                limit);
+        page = tx.exec_prepared(
+            commit_safe ? detail::prepared(handle, "prefstore_read_all_v2", safe_sql)
+                        : detail::prepared(handle, "prefstore_read_committed", committed_sql),
+            std::to_string(position.transaction_id), position.global_position, limit);
       }
       for (const auto& row : page) {
         const RecordedEvent ev = decode_row(row);

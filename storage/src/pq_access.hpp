@@ -24,6 +24,10 @@ inline pqxx::connection& native(const PooledConnection& handle) {
   return *handle.slot()->conn;
 }
 
+struct BorrowedTransaction {
+  pqxx::transaction_base& tx;
+};
+
 // Registers a prepared statement on the handle's connection once (libpqxx prepares it on the
 // server at first use). Returns the name for exec_prepared.
 inline const std::string& prepared(const PooledConnection& handle, const std::string& name,

@@ -8,26 +8,34 @@ namespace prefstore::storage {
 
 struct UnitOfWork::Impl {
   PooledConnection handle;
-  std::unique_ptr<pqxx::work> tx;
+  std::unique_ptr<pqxx::work> owned;
+  pqxx::transaction_base* tx = nullptr;  // owned.get(), or a borrowed transaction
+  bool borrowed = false;
   bool done = false;
 };
 
 UnitOfWork::UnitOfWork(ConnectionPool& pool) : m_impl(std::make_unique<Impl>()) {
   m_impl->handle = pool.acquire();
   try {
-    m_impl->tx = std::make_unique<pqxx::work>(detail::native(m_impl->handle));
+    m_impl->owned = std::make_unique<pqxx::work>(detail::native(m_impl->handle));
+    m_impl->tx = m_impl->owned.get();
   } catch (...) {
     detail::rethrow_translated("beginning a transaction");
   }
 }
 
+UnitOfWork::UnitOfWork(detail::BorrowedTransaction& borrowed) : m_impl(std::make_unique<Impl>()) {
+  m_impl->tx = &borrowed.tx;
+  m_impl->borrowed = true;
+}
+
 UnitOfWork::~UnitOfWork() {
   try {
-    if (m_impl->tx && !m_impl->done) m_impl->tx->abort();
+    if (m_impl->owned && !m_impl->done) m_impl->owned->abort();
   } catch (...) {
     // The connection may be gone; the server rolls back on its own.
   }
-  m_impl->tx.reset();
+  m_impl->owned.reset();
 }
 
 std::vector<SqlRow> UnitOfWork::exec(std::string_view sql, const std::vector<SqlValue>& params) {
@@ -56,8 +64,11 @@ std::vector<SqlRow> UnitOfWork::exec(std::string_view sql, const std::vector<Sql
 
 void UnitOfWork::commit() {
   if (m_impl->done) throw UsageError("UnitOfWork::commit called twice");
+  if (m_impl->borrowed) {
+    throw UsageError("UnitOfWork::commit on a borrowed transaction: its owner commits it");
+  }
   try {
-    m_impl->tx->commit();
+    m_impl->owned->commit();
     m_impl->done = true;
   } catch (...) {
     m_impl->done = true;

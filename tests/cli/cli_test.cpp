@@ -235,11 +235,13 @@ std::string query(const std::string& url, const std::string& sql) {
 
 // Counts of the asynchronous read model and of the inline state, as comparable text.
 std::pair<std::string, std::string> value_counts(const std::string& url) {
-  return {query(url, "SELECT coalesce(string_agg(value::text || ':' || users, ',' ORDER BY "
-                     "value::text), '') FROM prefstore.preference_value_counts"),
-          query(url, "SELECT coalesce(string_agg(v || ':' || n, ',' ORDER BY v), '') FROM "
-                     "(SELECT value::text AS v, count(*) AS n FROM prefstore.preferences_current "
-                     "GROUP BY value::text) c")};
+  return {query(url,
+                "SELECT coalesce(string_agg(value::text || ':' || users, ',' ORDER BY "
+                "value::text), '') FROM prefstore.preference_value_counts"),
+          query(url,
+                "SELECT coalesce(string_agg(v || ':' || n, ',' ORDER BY v), '') FROM "
+                "(SELECT value::text AS v, count(*) AS n FROM prefstore.preferences_current "
+                "GROUP BY value::text) c")};
 }
 
 // Kill -9 of the projector at random moments, between writing and checkpointing included.
@@ -253,12 +255,14 @@ TEST(CliProjections, KilledRunnerResumesWithoutApplyingAnythingTwice) {
   int kills = 0;
   std::vector<long> processed;
   for (int round = 0; round < 6; ++round) {
-    const auto r = run_cli("projections run --batch-size 3 > /dev/null & pid=$!; sleep 0." +
-                               std::to_string(3 + round) + "; kill -9 $pid; wait $pid; echo killed=$?",
-                           env);
+    const auto r =
+        run_cli("projections run --batch-size 3 > /dev/null & pid=$!; sleep 0." +
+                    std::to_string(3 + round) + "; kill -9 $pid; wait $pid; echo killed=$?",
+                env);
     kills += contains(r.output, "killed=137") ? 1 : 0;
-    const std::string n = query(url, "SELECT events_processed FROM prefstore.projection_checkpoints "
-                                     "WHERE projection_name = 'preference_value_counts'");
+    const std::string n = query(url,
+                                "SELECT events_processed FROM prefstore.projection_checkpoints "
+                                "WHERE projection_name = 'preference_value_counts'");
     processed.push_back(n.empty() ? 0 : std::stol(n));
   }
   const long before_catch_up = processed.back();
@@ -270,8 +274,9 @@ TEST(CliProjections, KilledRunnerResumesWithoutApplyingAnythingTwice) {
   std::cout << kills << " kills; processed before the final catch-up: " << before_catch_up
             << " of 6000\n";
   EXPECT_GE(kills, 3);
-  EXPECT_EQ(query(url, "SELECT events_processed FROM prefstore.projection_checkpoints WHERE "
-                       "projection_name = 'preference_value_counts'"),
+  EXPECT_EQ(query(url,
+                  "SELECT events_processed FROM prefstore.projection_checkpoints WHERE "
+                  "projection_name = 'preference_value_counts'"),
             "6000");
   const auto [async_counts, inline_counts] = value_counts(url);
   EXPECT_FALSE(inline_counts.empty());

@@ -6,10 +6,12 @@
 
 #include <atomic>
 #include <cmath>
+#include <pqxx/pqxx>
 #include <thread>
 
 #include "prefstore/errors.hpp"
 #include "prefstore/preference_key.hpp"
+#include "prefstore/projections/value_counts.hpp"
 #include "test_cluster.hpp"
 
 namespace prefstore {
@@ -286,17 +288,18 @@ TEST_F(StoreTest, HistoryShowsWhoChangedWhatAndWhy) {
 TEST_F(StoreTest, SubscribersHearOfWritesAndCannotBreakThem) {
   define_calendar();
   std::vector<AppendedEvents> heard;
-  auto careless = m_store->on_appended([](const AppendedEvents&) {
-    throw std::runtime_error("a subscriber that throws");
-  });
+  auto careless = m_store->on_appended(
+      [](const AppendedEvents&) { throw std::runtime_error("a subscriber that throws"); });
   auto listener = m_store->on_appended([&heard](const AppendedEvents& e) { heard.push_back(e); });
   AppendOptions once;
   once.event_ids = {new_event_id()};
   const auto r = m_store->set("ada", "calendar.timezone", std::string("Asia/Tokyo"), m_web, once);
   EXPECT_EQ(r.stream_version, 1);  // the throwing slot did not fail the write
-  (void)m_store->set("ada", "calendar.timezone", std::string("Asia/Tokyo"), m_web, once);  // a retry
-  (void)m_store->set_many("ada", {{"calendar.timezone", std::string("UTC")},
-                                  {"calendar.default_meeting_minutes", std::int64_t{20}}},
+  (void)m_store->set("ada", "calendar.timezone", std::string("Asia/Tokyo"), m_web,
+                     once);  // a retry
+  (void)m_store->set_many("ada",
+                          {{"calendar.timezone", std::string("UTC")},
+                           {"calendar.default_meeting_minutes", std::int64_t{20}}},
                           m_web);
   ASSERT_EQ(heard.size(), 2u);  // the retry stored nothing and was not announced
   EXPECT_EQ(heard[0].stream_id, "ada");
@@ -307,6 +310,47 @@ TEST_F(StoreTest, SubscribersHearOfWritesAndCannotBreakThem) {
   (void)m_store->reset("ada", "calendar.timezone", m_web);
   EXPECT_EQ(heard.size(), 2u);
   EXPECT_EQ(m_store->get("ada", "calendar.timezone"), Value(std::string("UTC")));
+}
+
+// The same component the runner runs asynchronously, run inline: its table is current when the
+// write returns, and a failure fails the write.
+TEST_F(StoreTest, InlineProjectionIsCurrentWhenTheWriteReturns) {
+  define_calendar();
+  StoreOptions o;
+  o.database_url = m_url;
+  o.inline_projections = {std::make_shared<projections::ValueCountsProjection>()};
+  Store store(o);
+  (void)store.set("ada", "calendar.timezone", std::string("Asia/Tokyo"), m_web);
+  (void)store.set("grace", "calendar.timezone", std::string("Asia/Tokyo"), m_web);
+  (void)store.set_many("linus",
+                       {{"calendar.timezone", std::string("UTC")},
+                        {"calendar.default_meeting_minutes", std::int64_t{25}}},
+                       m_web);
+  (void)store.reset("ada", "calendar.timezone", m_web);
+  pqxx::connection c(m_url);
+  pqxx::nontransaction tx(c);
+  EXPECT_EQ(tx.exec1("SELECT string_agg(value::text || ':' || users, ',' ORDER BY value::text) "
+                     "FROM prefstore.preference_value_counts")[0]
+                .as<std::string>(),
+            "\"Asia/Tokyo\":1,\"UTC\":1,25:1");
+}
+
+TEST_F(StoreTest, FailingInlineProjectionFailsTheWriteAndWritesNothing) {
+  define_calendar();
+  struct Broken final : projections::Projection {
+    std::string name() const override { return "broken"; }
+    std::vector<std::string> tables() const override { return {"no_such_table"}; }
+    void apply(const std::vector<RecordedEvent>&, projections::ProjectionContext& ctx) override {
+      (void)ctx.exec("INSERT INTO {no_such_table} VALUES (1)");
+    }
+  };
+  StoreOptions o;
+  o.database_url = m_url;
+  o.inline_projections = {std::make_shared<Broken>()};
+  Store store(o);
+  EXPECT_THROW((void)store.set("ada", "calendar.timezone", std::string("UTC"), m_web), Error);
+  EXPECT_EQ(m_store->version("ada"), 0);
+  EXPECT_EQ(m_store->get("ada", "calendar.timezone"), Value(std::string("UTC")));  // the default
 }
 
 TEST_F(StoreTest, OneStoreServesManyThreads) {

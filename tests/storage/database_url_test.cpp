@@ -103,6 +103,28 @@ TEST(RedactConninfo, NeverShowsThePasswordInAnyForm) {
   }
 }
 
+// Regression (review): a password holding '/', '?' or '@' escaped the URI rule, and libpq's
+// parse errors quote the offending token, which can be part of the password.
+TEST(RedactConninfo, HidesUriPasswordsHoldingDelimiters) {
+  for (const std::string secret : {"pa/ss", "p?ss", "p@ss", "p#ss/x@y"}) {
+    const std::string url = "postgresql://app:" + secret + "@db/prefs";
+    EXPECT_EQ(redact_conninfo(url).find(secret), std::string::npos) << redact_conninfo(url);
+  }
+  EXPECT_EQ(redact_conninfo("postgresql://app:pa/ss@db/prefs"), "postgresql://app:***@db/prefs");
+}
+
+TEST(ConninfoWith, ParseErrorsNeverQuoteThePassword) {
+  for (const std::string& bad : {std::string("postgresql://app:s3cr%tpass@db/x"),
+                                 std::string("host=db password=my s3cret")}) {
+    try {
+      (void)conninfo_with(bad, {});
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const ValidationError& e) {
+      EXPECT_EQ(std::string(e.what()).find("s3cr"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(QuoteConninfoValue, EscapesQuotesAndBackslashes) {
   EXPECT_EQ(quote_conninfo_value("plain"), "'plain'");
   EXPECT_EQ(quote_conninfo_value("it's a\\path"), "'it\\'s a\\\\path'");

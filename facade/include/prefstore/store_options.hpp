@@ -4,9 +4,12 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "prefstore/projections/projection.hpp"
 #include "prefstore/storage/connection_pool.hpp"
 #include "prefstore/storage/local_server.hpp"
 
@@ -32,6 +35,10 @@ struct StoreOptions {
   // query). A key missing from the cache triggers a reload at once (at most every 100 ms).
   // Definitions written through this Store update the cache immediately. Default 5 s.
   std::chrono::milliseconds definitions_refresh{5000};
+  // Projections to run inline, in every write's transaction (their tables are current when the
+  // write returns; a failing one fails the write). Each write then costs two round trips more.
+  // Do not also run them asynchronously. Default: none (preferences_current is always inline).
+  std::vector<std::shared_ptr<projections::Projection>> inline_projections;
 };
 
 }  // namespace prefstore

@@ -48,6 +48,10 @@ class Projection {
   // The tables it owns (unqualified names in schema prefstore). A rebuild shadows each of them.
   [[nodiscard]] virtual std::vector<std::string> tables() const = 0;
 
+  // True for a read model that EventLog::append writes inline (in the append's transaction)
+  // rather than a runner: a rebuild then holds the writers off while it swaps. Default false.
+  [[nodiscard]] virtual bool is_inline() const { return false; }
+
   // Applies a batch of events, in commit-safe log order, through ctx. Throwing rolls the whole
   // batch back; the runner then finds the failing event and stops there.
   virtual void apply(const std::vector<RecordedEvent>& batch, ProjectionContext& ctx) = 0;

@@ -12,7 +12,11 @@ namespace prefstore::projections {
 // A new instance of each shipped asynchronous projection ("preference_value_counts").
 [[nodiscard]] std::vector<std::shared_ptr<Projection>> default_projections();
 
-// The shipped projection with this name, or nullptr.
+// Every read model that can be rebuilt from the log: the asynchronous ones and the inline
+// current state ("preferences_current").
+[[nodiscard]] std::vector<std::shared_ptr<Projection>> rebuildable_projections();
+
+// The rebuildable projection with this name, or nullptr.
 [[nodiscard]] std::shared_ptr<Projection> find_projection(std::string_view name);
 
 }  // namespace prefstore::projections

@@ -41,7 +41,8 @@ struct RunnerOptions {
 
 class ProjectionRunner {
  public:
-  // Requires: pool outlives the runner; projections have distinct valid names.
+  // Requires: pool outlives the runner and has max_size >= 2 (UsageError otherwise: a batch
+  // holds one connection while the log is read on another); projections have distinct names.
   ProjectionRunner(storage::ConnectionPool& pool,
                    std::vector<std::shared_ptr<Projection>> projections,
                    RunnerOptions options = {});
@@ -66,7 +67,9 @@ class ProjectionRunner {
  private:
   std::int64_t step(Projection& projection);
   std::int64_t isolate_failure(Projection& projection, const std::vector<RecordedEvent>& batch,
-                               const std::vector<storage::LogPosition>& positions);
+                               const std::vector<storage::LogPosition>& positions,
+                               storage::LogPosition start);
+  void record_failure(const Projection& projection, const std::string& error);
   void mark_stopped();
 
   storage::ConnectionPool& m_pool;

@@ -16,6 +16,7 @@
 
 #include "prefstore/event.hpp"
 #include "prefstore/storage/connection_pool.hpp"
+#include "prefstore/storage/unit_of_work.hpp"
 
 namespace prefstore::storage {
 
@@ -65,10 +66,20 @@ struct BulkEvent {
 
 enum class ReadDirection { forward, backward };
 
+// Called inside an append's transaction with the events it just appended (positions and
+// times filled in): inline projections write their tables here. Throwing fails the append, and
+// nothing of it is written.
+using InlineHook = std::function<void(UnitOfWork&, const std::vector<RecordedEvent>&)>;
+
 class EventLog {
  public:
   // Requires: pool outlives the log.
   explicit EventLog(ConnectionPool& pool);
+
+  // Runs hook in every later append's transaction (single and bulk). An append then costs two
+  // round trips more (BEGIN/COMMIT and reading back the events). Requires: called before the log
+  // is shared between threads.
+  void set_inline_hook(InlineHook hook);
 
   // Appends events to one stream, checks the expected version under the stream's row lock,
   // records them with the database clock (never decreasing within the stream), and updates
@@ -88,7 +99,9 @@ class EventLog {
   // Appends many events to many streams at once (imports), with expected version "any" for
   // each stream, in one transaction and one statement per batch of `batch_size` events: all land
   // or none does. Events of one stream keep their order. Returns the number of events appended.
-  // Throws as append(); an event id stored already is a ConflictError naming it.
+  // Throws as append(), except that there is no duplicate detection: an event id stored already
+  // is a ConflictError naming it, also when a retry follows an unknown outcome (check the log
+  // for the ids before re-importing after a CommitInDoubtError).
   std::int64_t append_bulk(const std::vector<BulkEvent>& events, std::size_t batch_size = 5000);
 
   // The stream's current version; std::nullopt when it has no events.
@@ -119,8 +132,20 @@ class EventLog {
                        const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
                        std::int64_t page_size = 1000);
 
+  // Like read_all, but reads every committed event after `after` without waiting for older
+  // transactions still running. Requires: no writer can be appending (the caller holds the
+  // writers off, e.g. by a lock on the table they all write); otherwise events can be skipped.
+  LogPosition read_committed(LogPosition after, std::int64_t max_count,
+                             const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                             std::int64_t page_size = 1000);
+
  private:
+  LogPosition read_log(LogPosition after, std::int64_t max_count, bool commit_safe,
+                       const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                       std::int64_t page_size);
+
   ConnectionPool& m_pool;
+  InlineHook m_inline;
 };
 
 }  // namespace prefstore::storage

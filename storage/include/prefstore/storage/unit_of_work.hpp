@@ -16,6 +16,10 @@
 
 namespace prefstore::storage {
 
+namespace detail {
+struct BorrowedTransaction;  // storage-internal: a transaction owned by someone else
+}
+
 using SqlValue = std::optional<std::string>;  // std::nullopt is NULL
 using SqlRow = std::vector<SqlValue>;
 
@@ -24,7 +28,10 @@ class UnitOfWork {
   // Takes a connection from the pool and begins a READ COMMITTED transaction.
   // Throws UnavailableError when no connection can be had.
   explicit UnitOfWork(ConnectionPool& pool);
-  // Rolls back unless committed. Never throws.
+  // Storage-internal: a view of a transaction that storage owns (an append's), for inline
+  // projections. commit() is refused; the owner commits or rolls back.
+  explicit UnitOfWork(detail::BorrowedTransaction& borrowed);
+  // Rolls back unless committed (or borrowed). Never throws.
   ~UnitOfWork();
   UnitOfWork(const UnitOfWork&) = delete;
   UnitOfWork& operator=(const UnitOfWork&) = delete;
