@@ -3,8 +3,10 @@
 #include "prefstore/event.hpp"
 
 #include <gtest/gtest.h>
+
 #include <rapidcheck/gtest.h>
 #include <cereal/archives/json.hpp>
+#include "unicode.hpp"
 
 #include <cmath>
 #include <cstring>
@@ -44,25 +46,7 @@ bool storable(const std::string& s) {
   }
 }
 
-std::string utf8(std::uint32_t cp) {
-  std::string out;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return out;
-}
+using prefstore::testing::utf8;
 
 // Valid UTF-8 without NUL: arbitrary bytes that happen to be valid, or arbitrary code points.
 rc::Gen<std::string> text_gen() {

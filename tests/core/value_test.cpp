@@ -3,7 +3,9 @@
 #include "prefstore/value.hpp"
 
 #include <gtest/gtest.h>
+
 #include <rapidcheck/gtest.h>
+#include "unicode.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -19,25 +21,7 @@ namespace {
 
 // ---- helpers shared by the properties ----
 
-std::string encode_utf8(std::uint32_t cp) {
-  std::string out;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return out;
-}
+using prefstore::testing::utf8;
 
 // Any Unicode scalar value except NUL (surrogates excluded), across all UTF-8 lengths.
 rc::Gen<std::uint32_t> code_point() {
@@ -52,7 +36,7 @@ rc::Gen<std::string> unicode_string() {
   return rc::gen::map(rc::gen::container<std::vector<std::uint32_t>>(code_point()),
                       [](const std::vector<std::uint32_t>& cps) {
                         std::string out;
-                        for (const auto cp : cps) out += encode_utf8(cp);
+                        for (const auto cp : cps) out += utf8(cp);
                         return out;
                       });
 }

@@ -48,6 +48,7 @@
 #include "prefstore/store.hpp"
 #include "property.hpp"
 #include "test_cluster.hpp"
+#include "unicode.hpp"
 
 namespace {
 
@@ -957,21 +958,7 @@ const std::string kItem = "values.item";
 const std::string kOther = "values.other";
 
 void append_utf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
+  out += prefstore::testing::utf8(cp);
 }
 
 // A Unicode scalar value other than NUL: ASCII (controls, quotes, backslash included) most

@@ -1,0 +1,31 @@
+// Test support: UTF-8 encoding of code points, for generators of arbitrary text. Header-only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace prefstore::testing {
+
+// The UTF-8 bytes of one code point (no validation: surrogates and values above U+10FFFF are
+// encoded as they come, which tests of invalid input rely on).
+inline std::string utf8(std::uint32_t cp) {
+  std::string out;
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return out;
+}
+
+}  // namespace prefstore::testing
