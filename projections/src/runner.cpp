@@ -60,7 +60,10 @@ std::int64_t ProjectionRunner::step(Projection& projection) {
   {
     storage::UnitOfWork uow(m_pool);
     auto checkpoint = storage::lock_checkpoint(uow, name);
-    if (!checkpoint) return 0;  // another runner has it
+    if (!checkpoint) {  // another session holds it: a runner inside a batch, a rebuild's swap
+      m_busy = true;
+      return 0;
+    }
     start = checkpoint->position;
     if (checkpoint->state == storage::ProjectionState::failed) {
       auto it = m_failed_at.find(name);
@@ -153,6 +156,7 @@ std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
 }
 
 std::int64_t ProjectionRunner::run_once() {
+  m_busy = false;
   std::int64_t applied = 0;
   for (const auto& p : m_projections) {
     try {
@@ -183,10 +187,16 @@ void ProjectionRunner::record_failure(const Projection& projection, const std::s
 
 std::int64_t ProjectionRunner::catch_up() {
   std::int64_t total = 0;
+  auto busy_since = Clock::now();
   for (;;) {
     const std::int64_t n = run_once();
     total += n;
-    if (n == 0) return total;
+    if (n > 0 || !m_busy) busy_since = Clock::now();
+    if (n > 0) continue;
+    // Nothing applied: done, unless a checkpoint was only locked by another session for a
+    // moment. Wait for it, but not forever (another runner may be keeping it).
+    if (!m_busy || Clock::now() - busy_since > std::chrono::seconds(10)) return total;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 

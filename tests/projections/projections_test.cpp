@@ -476,6 +476,31 @@ TEST_F(ProjectionsTest, PreferencesCurrentRebuildsWhileWritersAppend) {
   EXPECT_EQ(state.get("user-new", "calendar.timezone")->value, Value(std::string("Europe/Vienna")));
 }
 
+// Regression (review): catch_up() returned as soon as a checkpoint was locked elsewhere, with
+// events left. Oracle: with the lock held for a moment by another session, catch_up still
+// applies every event.
+TEST_F(ProjectionsTest, CatchUpWaitsOutACheckpointLockedForAMoment) {
+  random_log(30, 8);
+  {
+    storage::UnitOfWork setup(*m_pool);
+    (void)storage::lock_checkpoint(setup, "event_tally");
+    setup.commit();
+  }
+  std::atomic<bool> locked{false};
+  std::thread holder([&] {
+    storage::UnitOfWork uow(*m_pool);
+    (void)storage::lock_checkpoint(uow, "event_tally");
+    locked = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    uow.commit();
+  });
+  while (!locked) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ProjectionRunner runner(*m_pool, {std::make_shared<TallyProjection>()});
+  EXPECT_EQ(runner.catch_up(), 30);
+  holder.join();
+  EXPECT_EQ(sql("SELECT count(*) FROM prefstore.test_event_tally"), "30");
+}
+
 TEST_F(ProjectionsTest, RunnerRefusesAPoolTooSmallToReadWhileItWrites) {
   storage::PoolOptions o;
   o.conninfo = m_url;

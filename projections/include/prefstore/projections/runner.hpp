@@ -52,7 +52,8 @@ class ProjectionRunner {
   std::int64_t run_once();
 
   // Runs batches until no projection has events left (failed projections are tried once);
-  // returns the number of events applied.
+  // returns the number of events applied. A checkpoint locked by another session (a runner
+  // inside a batch, a rebuild's swap) is waited for, up to 10 s without progress.
   std::int64_t catch_up();
 
   // Runs until stop is requested, then marks the checkpoints "stopped" and returns. Database
@@ -77,6 +78,7 @@ class ProjectionRunner {
   std::vector<std::shared_ptr<Projection>> m_projections;
   RunnerOptions m_options;
   std::map<std::string, std::chrono::steady_clock::time_point> m_failed_at;
+  bool m_busy = false;  // run_once met a checkpoint locked by another session
   boost::signals2::signal<void(const std::string&, storage::LogPosition)> m_advanced;
 };
 
