@@ -3,17 +3,12 @@
 #include <string>
 
 #include "prefstore/errors.hpp"
+#include "prefstore/storage/checkpoints.hpp"
 
 namespace prefstore::projections {
 
 bool is_valid_projection_name(std::string_view name) noexcept {
-  if (name.empty() || name.size() > 63) return false;
-  if (name[0] < 'a' || name[0] > 'z') return false;
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-    if (!ok) return false;
-  }
-  return true;
+  return storage::is_valid_checkpoint_name(name);  // a projection is named by its checkpoint
 }
 
 void validate_projection_name(std::string_view name) {

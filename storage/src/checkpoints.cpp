@@ -33,15 +33,15 @@ Checkpoint from_row(const SqlRow& r) {
   return c;
 }
 
-bool valid_name(std::string_view name) {
+}  // namespace
+
+bool is_valid_checkpoint_name(std::string_view name) noexcept {
   if (name.empty() || name.size() > 63 || name[0] < 'a' || name[0] > 'z') return false;
   for (char ch : name) {
     if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_')) return false;
   }
   return true;
 }
-
-}  // namespace
 
 const char* to_string(ProjectionState state) noexcept {
   switch (state) {
@@ -60,7 +60,7 @@ const char* to_string(ProjectionState state) noexcept {
 }
 
 std::optional<Checkpoint> lock_checkpoint(UnitOfWork& uow, std::string_view projection) {
-  if (!valid_name(projection)) {
+  if (!is_valid_checkpoint_name(projection)) {
     throw ValidationError("projection name \"" + std::string(projection) +
                           "\" is invalid: 1 to 63 characters, a lowercase letter first, then "
                           "lowercase letters, digits or underscores");

@@ -38,6 +38,10 @@ struct CheckpointStatus {
   double lag_seconds = 0;       // age of the oldest event not yet applied; 0 when caught up
 };
 
+// True when name fits projection_checkpoints.projection_name's CHECK: 1 to 63 characters, a
+// lowercase letter, then lowercase letters, digits or underscores. The one copy of that rule.
+[[nodiscard]] bool is_valid_checkpoint_name(std::string_view name) noexcept;
+
 // Locks the projection's checkpoint row in uow, creating it at the start of the log if it does
 // not exist. Returns std::nullopt (without waiting) when another transaction holds it: another
 // runner is at work. Throws ValidationError for an invalid name.
