@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "prefstore/projections/rebuild.hpp"
 #include "prefstore/projections/value_counts.hpp"
 #include "prefstore/storage/event_log.hpp"
@@ -29,58 +30,18 @@
 namespace {
 
 using namespace prefstore;
-using Clock = std::chrono::steady_clock;
-
-struct Measure {
-  std::string name;
-  double seconds = 0;
-  long peak_kib = 0;
-  std::int64_t events = 0;
-};
-
-// Runs job in a child process; returns its wall time and peak resident memory.
-Measure in_child(const std::string& name, std::int64_t events, const std::function<void()>& job) {
-  const auto started = Clock::now();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    try {
-      job();
-      _exit(0);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "%s failed: %s\n", name.c_str(), e.what());
-      _exit(1);
-    }
-  }
-  int status = 0;
-  struct rusage usage {};
-  wait4(pid, &status, 0, &usage);
-  Measure m{name, std::chrono::duration<double>(Clock::now() - started).count(), usage.ru_maxrss,
-            events};
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw std::runtime_error(name + " failed in its child process");
-  }
-  return m;
-}
-
-storage::PoolOptions pool_options(const std::string& url) {
-  storage::PoolOptions o;
-  o.conninfo = url;
-  o.max_size = 4;
-  return o;
-}
+using bench::Clock;
+using bench::in_child;
+using bench::Measure;
+using bench::pool_options;
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::int64_t events = argc > 1 ? std::stoll(argv[1]) : 1000000;
   const std::string results = argc > 2 ? argv[2] : "";
-  std::string dir = "/tmp/prefstore-rebuild-bench-XXXXXX";
-  if (mkdtemp(dir.data()) == nullptr) return 1;
-  chmod(dir.c_str(), 0755);
-  auto local = storage::local_server_options_from_environment();
-  local.home = dir;
-  local.durable = false;
-  local.settings = {{"shared_buffers", "512MB"}, {"max_wal_size", "4GB"}};
+  const auto local = bench::throwaway_server("rebuild-bench");
+  const std::filesystem::path dir = local.home;
   storage::LocalServer server(local);
   int rc = 0;
   try {
@@ -96,37 +57,7 @@ int main(int argc, char** argv) {
     {
       storage::ConnectionPool pool(pool_options(url));
       storage::EventLog log(pool);
-      const std::vector<std::string> zones = {"Europe/London", "Europe/Berlin",
-                                              "Asia/Tokyo",    "America/New_York",
-                                              "UTC",           "Australia/Sydney"};
-      for (std::int64_t start = 0; start < events; start += 50000) {
-        std::vector<storage::BulkEvent> chunk;
-        for (std::int64_t i = start; i < std::min(events, start + 50000); ++i) {
-          const std::string user = "user-" + std::to_string((i * 7919) % 20000);
-          switch (i % 4) {
-            case 0:
-              chunk.push_back({user, {{}, PreferenceSet{"calendar.timezone", zones[i % 6]}}, {}});
-              break;
-            case 1:
-              chunk.push_back({user,
-                               {{},
-                                PreferenceSet{"calendar.default_meeting_minutes",
-                                              std::int64_t{15 * (1 + i % 4)}}},
-                               {}});
-              break;
-            case 2:
-              chunk.push_back(
-                  {user,
-                   {{},
-                    PreferenceSet{"notifications.channels", StringList{i % 3 ? "email" : "push"}}},
-                   {}});
-              break;
-            default:
-              chunk.push_back({user, {{}, PreferenceReset{"calendar.timezone"}}, {}});
-          }
-        }
-        (void)log.append_bulk(chunk);
-      }
+      bench::import_calendar_log(log, events);
     }
     const double import_seconds =
         std::chrono::duration<double>(Clock::now() - import_started).count();

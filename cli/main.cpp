@@ -10,6 +10,8 @@
 #include <stop_token>
 #include <thread>
 
+#include "backup.hpp"
+#include "common.hpp"
 #include "output.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/preference_key.hpp"
@@ -19,24 +21,13 @@
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/local_server.hpp"
 #include "prefstore/store.hpp"
+#include "time_travel.hpp"
 
 namespace {
 
 using prefstore::cli::json_string;
 using prefstore::cli::Table;
-
-// Exit codes, documented in docs/errors.md. Persisted in scripts: never renumber.
-enum Exit : int {
-  kOk = 0,
-  kError = 1,        // any other error
-  kUsage = 2,        // bad command line or configuration
-  kValidation = 3,   // input refused
-  kConflict = 4,     // stale version or duplicate
-  kUnavailable = 5,  // database unreachable, server not running, timeouts, contention
-  kSchema = 6,       // migrations changed, unknown or failed
-  kPermission = 7,   // credentials refused or privilege missing
-  kCorrupt = 8,      // stored data failed an integrity check
-};
+using namespace prefstore::cli;  // NOLINT: the tool's shared flags and exit codes
 
 std::string format_duration(double ms) {
   std::ostringstream out;
@@ -44,58 +35,10 @@ std::string format_duration(double ms) {
   return out.str();
 }
 
-// Options shared by the writing commands.
-struct WriteFlags {
-  std::string actor;
-  std::string source = "prefstore-cli";
-  std::string reason;
-  std::string correlation_id;
-  std::string causation_id;
-  std::int64_t expect_version = -1;  // -1: any
-  std::string event_id;
-
-  void add_to(CLI::App* cmd) {
-    cmd->add_option("--actor", actor,
-                    "Who makes the change (default: $PREFSTORE_ACTOR, else $USER)");
-    cmd->add_option("--source", source, "Service or tool making the change")->capture_default_str();
-    cmd->add_option("--reason", reason, "Why the change is made");
-    cmd->add_option("--correlation-id", correlation_id,
-                    "Id tying the events of one request together");
-    cmd->add_option("--causation-id", causation_id, "Id of the event or command that caused this");
-    cmd->add_option("--expect-version", expect_version,
-                    "Write only if the stream is at this version (0: no events yet)");
-    cmd->add_option("--event-id", event_id,
-                    "UUID for the event (a retry with the same id stores nothing twice)");
-  }
-  prefstore::Metadata metadata() const {
-    prefstore::Metadata m{actor, source, reason, correlation_id, causation_id};
-    if (m.actor.empty()) {
-      if (const char* a = std::getenv("PREFSTORE_ACTOR"))
-        m.actor = a;
-      else if (const char* u = std::getenv("USER"))
-        m.actor = u;
-    }
-    return m;
-  }
-  prefstore::AppendOptions options() const {
-    prefstore::AppendOptions o;
-    if (expect_version >= 0) o.expected = prefstore::ExpectedVersion::exactly(expect_version);
-    if (!event_id.empty()) o.event_ids = {event_id};
-    return o;
-  }
-};
-
 void print_result(const std::string& what, const prefstore::AppendResult& r) {
   std::cout << what << (r.duplicate ? " (already stored: this retry wrote nothing)" : "")
             << ": version " << r.stream_version << ", position " << r.global_position << ", at "
             << prefstore::format_timestamp(r.recorded_at) << "\n";
-}
-
-prefstore::StoreOptions store_options(bool open_mode) {
-  prefstore::StoreOptions options;
-  options.pool.max_size = 2;
-  options.strict = !open_mode;
-  return options;
 }
 
 // --- commands -------------------------------------------------------------------------------
@@ -195,10 +138,25 @@ int run_reset(bool open_mode, const std::string& user, const std::string& key,
   return kOk;
 }
 
-int run_get(const std::string& user, const std::string& key, bool json) {
+int run_get(const std::string& user, const std::string& key, bool json,
+            const prefstore::AsOf& as_of) {
   prefstore::Store store(store_options(true));
+  const bool latest = as_of.kind == prefstore::AsOf::Kind::latest;
+  if (!latest) {
+    const auto state = store.state_as_of(user, as_of);
+    std::cerr << user << " as of " << as_of.describe() << ": version " << state.version << " ("
+              << state.events_replayed << " events replayed after "
+              << (state.snapshot_version > 0
+                      ? "the snapshot at version " + std::to_string(state.snapshot_version)
+                      : std::string("the start"))
+              << ")\n";
+    for (const auto& bad : state.bad_snapshots) {
+      std::cerr << "warning: the snapshot at version " << bad.stream_version << " is unusable ("
+                << bad.problem << "); it was skipped and rewritten\n";
+    }
+  }
   if (!key.empty()) {
-    const auto value = store.get(user, key);
+    const auto value = latest ? store.get(user, key) : store.get(user, key, as_of);
     if (!value) {
       std::cerr << "prefstore: " << user << " has no value for " << key
                 << " and it has no default\n";
@@ -207,7 +165,7 @@ int run_get(const std::string& user, const std::string& key, bool json) {
     std::cout << (json ? prefstore::to_json(*value) : prefstore::format_value(*value)) << "\n";
     return kOk;
   }
-  const auto all = store.get_all(user);
+  const auto all = latest ? store.get_all(user) : store.get_all(user, as_of);
   if (json) {
     std::string out = "{";
     for (const auto& [k, p] : all) {
@@ -338,6 +296,16 @@ std::string describe_event(const prefstore::EventData& data) {
           return e.key + " back to default";
         } else if constexpr (std::is_same_v<T, prefstore::PreferenceDefined>) {
           return e.definition.key + " defined as " + prefstore::to_string(e.definition.type);
+        } else if constexpr (std::is_same_v<T, prefstore::PreferencesRestored>) {
+          std::string text = "restored as of " + prefstore::format_timestamp(e.as_of) + ":";
+          for (const auto& change : e.changes) {
+            text += " " + change.key +
+                    (change.value ? " = " + prefstore::format_value(*change.value)
+                                  : " back to default") +
+                    ";";
+          }
+          if (!e.changes.empty()) text.pop_back();
+          return text;
         } else {
           return e.key + " deprecated: " + e.note;
         }
@@ -484,17 +452,6 @@ int run_projections_rebuild(const std::string& name, std::size_t batch_size, boo
   return kOk;
 }
 
-int exit_code_for(const prefstore::Error& e) {
-  if (dynamic_cast<const prefstore::UsageError*>(&e)) return kUsage;
-  if (dynamic_cast<const prefstore::ValidationError*>(&e)) return kValidation;
-  if (dynamic_cast<const prefstore::ConflictError*>(&e)) return kConflict;
-  if (dynamic_cast<const prefstore::TransientError*>(&e)) return kUnavailable;
-  if (dynamic_cast<const prefstore::MigrationError*>(&e)) return kSchema;
-  if (dynamic_cast<const prefstore::PermissionError*>(&e)) return kPermission;
-  if (dynamic_cast<const prefstore::CorruptDataError*>(&e)) return kCorrupt;
-  return kError;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -544,6 +501,9 @@ int main(int argc, char** argv) {
   get->add_option("user", user, "User id")->required();
   get->add_option("key", key, "Only this key");
   get->add_flag("--json", json, "Print JSON");
+  std::string as_of_text;
+  get->add_option("--as-of", as_of_text,
+                  "Show them as they were at a moment: ISO 8601 time, position:N or version:N");
 
   DefineFlags define_flags;
   WriteFlags define_write;
@@ -597,6 +557,11 @@ int main(int argc, char** argv) {
   p_rebuild->add_flag("--restart", restart,
                       "Start over instead of resuming an interrupted rebuild");
 
+  prefstore::cli::TimeTravelCommands time_travel;
+  time_travel.add_to(app);
+  prefstore::cli::BackupCommands backups;
+  backups.add_to(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -611,11 +576,17 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (auto code = time_travel.run(open_mode)) return *code;
+    if (auto code = backups.run()) return *code;
     if (migrate->parsed()) return run_migrate(status_only);
     if (local->parsed()) return run_local(local_action);
     if (set->parsed()) return run_set(open_mode, user, key, value_text, set_flags);
     if (reset->parsed()) return run_reset(open_mode, user, key, reset_flags);
-    if (get->parsed()) return run_get(user, key, json);
+    if (get->parsed()) {
+      return run_get(
+          user, key, json,
+          as_of_text.empty() ? prefstore::AsOf::latest() : parse_moment("--as-of", as_of_text));
+    }
     if (define->parsed()) return run_define(key, define_flags, define_write);
     if (deprecate->parsed()) return run_deprecate(key, note, deprecate_flags);
     if (definitions->parsed()) return run_definitions(json);

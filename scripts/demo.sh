@@ -94,4 +94,34 @@ psql -q "$PREFSTORE_DATABASE_URL" -c "SELECT key, value, users FROM prefstore.pr
 step "Rebuild it from the log into shadow tables, then swap them in (readers never see it empty)"
 show projections rebuild preference_value_counts --batch-size 5
 
+step "Time travel: Ada's preferences as they were before she went travelling"
+before_travel=$(psql -qtA "$PREFSTORE_DATABASE_URL" -c "SELECT to_char((recorded_at - interval '1 microsecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM prefstore.events WHERE stream_id = 'ada' AND payload->>'value' = 'America/New_York'")
+show get ada --as-of "$before_travel"
+show diff ada --from "$before_travel" --to now
+
+step "Point-in-time restore: put her time zone back, appending one PreferencesRestored event"
+show restore ada --to "$before_travel" --keys calendar.timezone --dry-run
+export PREFSTORE_ACTOR=support@example.com
+show restore ada --to "$before_travel" --keys calendar.timezone --reason "ticket 4711: back home"
+show history ada
+show snapshot create --all
+show snapshot list
+
+step "Backups: a consistent file of the log and the snapshots, checked chunk by chunk"
+backup_dir=$(mktemp -d /tmp/prefstore-demo-backup.XXXXXX)
+show backup create "$backup_dir/demo.psb"
+show backup verify "$backup_dir/demo.psb"
+cp "$backup_dir/demo.psb" "$backup_dir/damaged.psb"
+printf '\xff' | dd of="$backup_dir/damaged.psb" bs=1 seek=700 conv=notrunc 2>/dev/null
+refused backup verify "$backup_dir/damaged.psb"
+
+step "Recovery: restore the backup into a new, empty database and read Ada back"
+psql -q "$base dbname=postgres" -c 'SET client_min_messages = warning' \
+  -c 'DROP DATABASE IF EXISTS prefstore_demo_restored' -c 'CREATE DATABASE prefstore_demo_restored'
+PREFSTORE_DATABASE_URL="${base/dbname=\'prefstore\'/dbname='prefstore_demo_restored'}" \
+  "$cli" backup restore "$backup_dir/demo.psb"
+PREFSTORE_DATABASE_URL="${base/dbname=\'prefstore\'/dbname='prefstore_demo_restored'}" \
+  "$cli" get ada
+rm -rf "$backup_dir"
+
 printf '\nThe local server keeps running for the next command; stop it with: %s local stop\n' "$cli"

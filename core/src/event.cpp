@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <set>
 #include <sstream>
 #include <type_traits>
 
@@ -30,10 +31,8 @@ struct EventTypeInfo {
   int version;
 };
 constexpr EventTypeInfo kEventTypes[] = {
-    {"PreferenceSet", 1},
-    {"PreferenceReset", 1},
-    {"PreferenceDefined", 1},
-    {"PreferenceDeprecated", 1},
+    {"PreferenceSet", 1},        {"PreferenceReset", 1},     {"PreferenceDefined", 1},
+    {"PreferenceDeprecated", 1}, {"PreferencesRestored", 1},
 };
 static_assert(std::size(kEventTypes) == std::variant_size_v<EventData>);
 
@@ -125,6 +124,25 @@ void save_payload(Writer& ar, const PreferenceDefined& e) {
 
 void save_payload(Writer& ar, const PreferenceDeprecated& e) {
   ar(make_nvp("key", e.key), make_nvp("note", e.note));
+}
+
+void save_payload(Writer& ar, const PreferencesRestored& e) {
+  ar(make_nvp("as_of", format_timestamp(e.as_of)));
+  ar.setNextName("changes");
+  ar.startNode();
+  ar.makeArray();
+  for (const RestoredPreference& change : e.changes) {
+    ar.startNode();
+    ar(make_nvp("key", change.key));
+    if (change.value) {
+      ar(make_nvp("type", std::string(to_string(type_of(*change.value)))));
+      save_value(ar, "value", *change.value);
+    } else {
+      ar(make_nvp("reset", true));
+    }
+    ar.finishNode();
+  }
+  ar.finishNode();
 }
 
 // ---- reading ----
@@ -289,6 +307,54 @@ std::optional<std::vector<Value>> load_allowed_values(Reader& ar, const char* na
   return std::nullopt;
 }
 
+PreferencesRestored load_restored(Reader& ar) {
+  PreferencesRestored e;
+  const std::string as_of = load_string(ar, "as_of");
+  const auto parsed = parse_timestamp(as_of);
+  if (!parsed) throw PayloadProblem{field_name("as_of") + " is not a timestamp: " + as_of};
+  e.as_of = *parsed;
+  if (probe(ar, "changes") != Field::present) {
+    throw PayloadProblem{"missing " + field_name("changes")};
+  }
+  ar.setNextName("changes");
+  try {
+    ar.startNode();
+  } catch (const cereal::Exception&) {
+    throw PayloadProblem{field_name("changes") + " is not an array"};
+  }
+  cereal::size_type count = 0;
+  try {
+    ar.loadSize(count);  // an object opens as a node too, but has no array size
+  } catch (const cereal::Exception&) {
+    throw PayloadProblem{field_name("changes") + " is not an array"};
+  }
+  std::set<std::string, std::less<>> seen;
+  for (cereal::size_type i = 0; i < count; ++i) {
+    try {
+      ar.startNode();
+    } catch (const cereal::Exception&) {
+      throw PayloadProblem{field_name("changes") + " holds something other than objects"};
+    }
+    RestoredPreference change;
+    change.key = load_string(ar, "key");
+    if (probe(ar, "value") == Field::missing) {
+      bool reset = false;
+      load(ar, "reset", reset, "a bool");
+      if (!reset)
+        throw PayloadProblem{"change of key " + change.key + " has neither value nor reset"};
+    } else {
+      change.value = load_value(ar, "value", load_type(ar, "type"));
+    }
+    ar.finishNode();
+    if (!seen.insert(change.key).second) {
+      throw PayloadProblem{"key " + change.key + " appears twice in " + field_name("changes")};
+    }
+    e.changes.push_back(std::move(change));
+  }
+  ar.finishNode();
+  return e;
+}
+
 EventData load_payload(std::string_view type, const std::string& json) {
   return read_json(json, [&](Reader& ar) -> EventData {
     if (type == "PreferenceSet") {
@@ -332,6 +398,7 @@ EventData load_payload(std::string_view type, const std::string& json) {
       e.note = load_string(ar, "note");
       return e;
     }
+    if (type == "PreferencesRestored") return load_restored(ar);
     throw PayloadProblem{"unknown event type"};
   });
 }
@@ -341,6 +408,21 @@ std::string describe_stored(const EncodedEvent& e) {
 }
 
 }  // namespace
+
+std::vector<PreferenceChange> preference_changes(const EventData& event) {
+  std::vector<PreferenceChange> changes;
+  if (const auto* set = std::get_if<PreferenceSet>(&event)) {
+    changes.push_back({set->key, &set->value});
+  } else if (const auto* reset = std::get_if<PreferenceReset>(&event)) {
+    changes.push_back({reset->key, nullptr});
+  } else if (const auto* restored = std::get_if<PreferencesRestored>(&event)) {
+    changes.reserve(restored->changes.size());
+    for (const RestoredPreference& change : restored->changes) {
+      changes.push_back({change.key, change.value ? &*change.value : nullptr});
+    }
+  }
+  return changes;
+}
 
 const char* event_type_name(const EventData& event) noexcept {
   return kEventTypes[event.index()].name.data();

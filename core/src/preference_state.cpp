@@ -5,15 +5,17 @@
 namespace prefstore {
 
 void apply(PreferenceState& state, const RecordedEvent& event) {
-  if (const auto* set = std::get_if<PreferenceSet>(&event.data)) {
-    PreferenceEntry& entry = state[set->key];
-    entry.value = normalized(set->value);
+  for (const PreferenceChange& change : preference_changes(event.data)) {
+    if (change.value == nullptr) {
+      if (const auto it = state.find(change.key); it != state.end()) state.erase(it);
+      continue;
+    }
+    PreferenceEntry& entry = state[std::string(change.key)];
+    entry.value = normalized(*change.value);
     entry.version = event.stream_version;
     entry.updated_at = event.recorded_at;
     entry.updated_by = event.metadata.actor;
     entry.last_position = event.global_position;
-  } else if (const auto* reset = std::get_if<PreferenceReset>(&event.data)) {
-    if (const auto it = state.find(reset->key); it != state.end()) state.erase(it);
   }
   // Definition events do not change a user's preferences.
 }

@@ -7,10 +7,14 @@
 
 #include "prefstore/errors.hpp"
 #include "prefstore/preference_key.hpp"
+#include "prefstore/projections/current_state.hpp"
 #include "prefstore/projections/inline_projections.hpp"
+#include "prefstore/projections/registry.hpp"
 #include "prefstore/storage/current_state.hpp"
 #include "prefstore/storage/database_url.hpp"
 #include "prefstore/storage/event_log.hpp"
+#include "prefstore/storage/snapshots.hpp"
+#include "prefstore/storage/unit_of_work.hpp"
 
 namespace prefstore {
 
@@ -286,6 +290,213 @@ std::vector<RecordedEvent> Store::history(std::string_view user, std::int64_t li
 
 std::int64_t Store::version(std::string_view user) {
   return m_impl->log->stream_version(user).value_or(0);
+}
+
+storage::StreamState Store::state_as_of(std::string_view user, const AsOf& as_of) {
+  validate_user_id(user);
+  storage::StreamState state;
+  {
+    storage::UnitOfWork uow(*m_impl->pool);
+    state = storage::load_state(uow, user, as_of);
+  }
+  for (const storage::BadSnapshot& bad : state.bad_snapshots) {
+    try {
+      storage::UnitOfWork uow(*m_impl->pool);
+      const auto fresh = storage::load_state(uow, user, AsOf::at_version(bad.stream_version));
+      if (fresh.version == bad.stream_version) {
+        (void)storage::save_snapshot(uow, user, fresh);
+        uow.commit();
+      }
+    } catch (const Error&) {
+      // A cache repair; the read has its answer. The bad snapshot stays listed in the result.
+    }
+  }
+  return state;
+}
+
+std::optional<Value> Store::get(std::string_view user, std::string_view key, const AsOf& as_of) {
+  validate_key(key);
+  const auto state = state_as_of(user, as_of);
+  if (auto it = state.state.find(key); it != state.state.end()) return it->second.value;
+  if (auto def = m_impl->definition_of(key)) return def->default_value;
+  return std::nullopt;
+}
+
+std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user, const AsOf& as_of) {
+  std::map<std::string, ResolvedPreference> out;
+  for (auto& [key, entry] : state_as_of(user, as_of).state) {
+    out.emplace(key, ResolvedPreference{entry.value, false, entry});
+  }
+  m_impl->refresh_if_stale();
+  std::shared_lock lock(m_impl->cache_mutex);
+  for (const auto& [key, def] : m_impl->cache) {
+    if (out.count(key) == 0 && def.definition.default_value) {
+      out.emplace(key, ResolvedPreference{*def.definition.default_value, true, std::nullopt});
+    }
+  }
+  return out;
+}
+
+StateDiff Store::diff(std::string_view user, const AsOf& from, const AsOf& to,
+                      bool include_unchanged) {
+  validate_user_id(user);
+  StateDiff out{std::string(user), from, to, 0, 0, {}};
+  const auto start = state_as_of(user, from);
+  out.from_version = start.version;
+  StateDiffBuilder builder(start.state);
+  std::int64_t version = start.version;
+  (void)m_impl->log->read_stream(user, storage::ReadDirection::forward, start.version + 1,
+                                 INT64_MAX, [&](const RecordedEvent& event) {
+                                   if (!to.includes(event)) return false;
+                                   builder.apply(event);
+                                   version = event.stream_version;
+                                   return true;
+                                 });
+  out.to_version = version;
+  // `to` before `from`: the end state is earlier than the start state.
+  const auto end = state_as_of(user, to);
+  const bool backwards =
+      from.kind == to.kind && from.kind != AsOf::Kind::latest &&
+      (from.kind == AsOf::Kind::time ? to.time < from.time : to.number < from.number);
+  if (backwards || end.version < start.version) {
+    throw ValidationError("diff of " + std::string(user) + ": the end (" + to.describe() +
+                          ", version " + std::to_string(end.version) + ") is before the start (" +
+                          from.describe() + ", version " + std::to_string(start.version) + ")");
+  }
+  out.keys = builder.result(include_unchanged);
+  return out;
+}
+
+RestorePlan Store::restore(std::string_view user, const AsOf& to, const RestoreOptions& options) {
+  validate_user_id(user);
+  Metadata metadata = options.metadata;
+  if (metadata.reason.empty()) metadata.reason = "point-in-time restore to " + to.describe();
+  validate_metadata(metadata);
+  if (options.keys) {
+    for (const std::string& key : *options.keys) validate_key(key);
+  }
+  for (int attempt = 1;; ++attempt) {
+    RestorePlan plan{std::string(user), to, 0, 0, {}, std::nullopt};
+    storage::StreamState current;
+    storage::StreamState target;
+    {
+      storage::UnitOfWork uow(*m_impl->pool);
+      current = storage::load_state(uow, user, AsOf::latest());
+      target = storage::load_state(uow, user, to);
+    }
+    plan.current_version = current.version;
+    plan.target_version = target.version;
+    plan.changes = restore_changes(current.state, target.state, options.keys);
+    for (RestoredPreference& change : plan.changes) {
+      if (change.value) {
+        try {
+          change.value = m_impl->checked(change.key, *change.value);
+        } catch (const ValidationError& e) {
+          throw ValidationError("restore of " + std::string(user) + " to " + to.describe() +
+                                ": the value of " + change.key +
+                                " then does not fit today's definition (" + e.what() +
+                                "); leave the key out of the restore");
+        }
+      } else if (m_impl->options.strict && !m_impl->definition_of(change.key)) {
+        throw ValidationError("restore of " + std::string(user) + ": " + change.key +
+                              " is not defined and the store is in strict mode");
+      }
+    }
+    if (options.dry_run || plan.changes.empty()) return plan;
+    PreferencesRestored event;
+    event.as_of = to.kind == AsOf::Kind::time ? to.time : target.last_recorded_at;
+    event.changes = plan.changes;
+    AppendOptions append;
+    append.expected = storage::ExpectedVersion::exactly(current.version);
+    if (!options.event_id.empty()) append.event_ids = {options.event_id};
+    try {
+      plan.appended =
+          m_impl->append(user, Impl::with_ids({std::move(event)}, append), append, metadata);
+      return plan;
+    } catch (const VersionConflictError&) {
+      if (attempt >= 3) throw;
+    }
+  }
+}
+
+RestoreAllProgress Store::restore_all(
+    const AsOf& to, const RestoreOptions& options,
+    const std::function<void(const RestoreAllProgress&)>& progress) {
+  RestoreAllProgress run;
+  {
+    storage::UnitOfWork uow(*m_impl->pool);
+    run.total = std::stoll(uow.exec("SELECT count(*) FROM prefstore.streams "
+                                    "WHERE version > 0 AND left(stream_id, 1) <> '$'")
+                               .at(0)[0]
+                               .value());
+  }
+  std::string after;
+  for (;;) {
+    std::vector<std::string> users;
+    {
+      storage::UnitOfWork uow(*m_impl->pool);
+      for (const auto& row :
+           uow.exec("SELECT stream_id FROM prefstore.streams WHERE stream_id > $1 AND version > 0 "
+                    "AND left(stream_id, 1) <> '$' ORDER BY stream_id LIMIT 500",
+                    {after})) {
+        users.push_back(row[0].value());
+      }
+    }
+    if (users.empty()) break;
+    for (const std::string& user : users) {
+      RestoreOptions one = options;
+      one.event_id.clear();  // one id per event: never shared between users
+      try {
+        const RestorePlan plan = restore(user, to, one);
+        if (!plan.changes.empty()) ++run.restored;
+      } catch (const ValidationError& e) {
+        ++run.failed;
+        if (run.failures.size() < 100) run.failures.push_back(user + ": " + e.what());
+      } catch (const ConflictError& e) {
+        ++run.failed;
+        if (run.failures.size() < 100) run.failures.push_back(user + ": " + e.what());
+      }
+      ++run.users;
+      if (progress && run.users % 100 == 0) progress(run);
+    }
+    after = users.back();
+  }
+  if (progress) progress(run);
+  return run;
+}
+
+bool Store::snapshot(std::string_view user) {
+  validate_user_id(user);
+  return storage::snapshot_stream(*m_impl->pool, user);
+}
+
+storage::SnapshotRunProgress Store::snapshot_all(
+    const std::function<void(const storage::SnapshotRunProgress&)>& progress) {
+  return storage::snapshot_all_streams(*m_impl->pool, progress);
+}
+
+storage::BackupSummary Store::backup(const std::filesystem::path& file,
+                                     const storage::BackupOptions& options) {
+  return storage::create_backup(*m_impl->pool, file, options);
+}
+
+storage::BackupRestoreSummary Store::restore_backup(const std::filesystem::path& file,
+                                                    const storage::BackupRestoreOptions& options) {
+  storage::BackupRestoreOptions o = options;
+  o.reset_tables.clear();
+  for (const auto& p : projections::default_projections()) {
+    for (const auto& table : p->tables()) o.reset_tables.push_back(table);
+  }
+  for (const auto& p : m_impl->options.inline_projections) {  // written again below, inline
+    for (const auto& table : p->tables()) std::erase(o.reset_tables, table);
+  }
+  std::vector<std::shared_ptr<projections::Projection>> inline_models{
+      std::make_shared<projections::CurrentStateProjection>()};
+  for (const auto& p : m_impl->options.inline_projections) inline_models.push_back(p);
+  o.on_events = projections::inline_hook(std::move(inline_models));
+  auto summary = storage::restore_backup(*m_impl->pool, file, o);
+  m_impl->reload_definitions();
+  return summary;
 }
 
 std::vector<storage::MigrationStatus> Store::migrate() {

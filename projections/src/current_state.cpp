@@ -39,23 +39,27 @@ std::string quoted(std::string_view s) {
 
 void CurrentStateProjection::apply(const std::vector<RecordedEvent>& batch,
                                    ProjectionContext& ctx) {
-  // The last event per (user, key) decides; its version, time, actor and position go along.
-  std::map<std::pair<std::string_view, std::string_view>, const RecordedEvent*> last;
+  // The last change per (user, key) decides; its event's version, time, actor and position go
+  // along.
+  struct Last {
+    const RecordedEvent* event = nullptr;
+    const Value* value = nullptr;  // nullptr: back to the default
+  };
+  std::map<std::pair<std::string_view, std::string_view>, Last> last;
   for (const auto& event : batch) {
-    if (const auto* set = std::get_if<PreferenceSet>(&event.data)) {
-      last[{event.stream_id, set->key}] = &event;
-    } else if (const auto* reset = std::get_if<PreferenceReset>(&event.data)) {
-      last[{event.stream_id, reset->key}] = &event;
+    for (const PreferenceChange& change : preference_changes(event.data)) {
+      last[{event.stream_id, change.key}] = {&event, change.value};
     }
   }
   if (last.empty()) return;
   std::string changes = "[";
-  for (const auto& [who, event] : last) {
+  for (const auto& [who, change] : last) {
+    const RecordedEvent* event = change.event;
     if (changes.size() > 1) changes += ',';
     changes += "{\"stream_id\":" + quoted(who.first) + ",\"key\":" + quoted(who.second);
-    if (const auto* set = std::get_if<PreferenceSet>(&event->data)) {
-      changes += ",\"type\":\"" + std::string(to_string(type_of(set->value))) +
-                 "\",\"value\":" + to_json(set->value);
+    if (change.value != nullptr) {
+      changes += ",\"type\":\"" + std::string(to_string(type_of(*change.value))) +
+                 "\",\"value\":" + to_json(*change.value);
     }
     changes += ",\"version\":" + std::to_string(event->stream_version) +
                ",\"updated_at\":" + std::to_string(to_unix_micros(event->recorded_at)) +

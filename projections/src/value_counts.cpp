@@ -69,10 +69,8 @@ void ValueCountsProjection::apply(const std::vector<RecordedEvent>& batch, Proje
   std::map<std::pair<std::string_view, std::string_view>, const Value*> last;
   for (const auto& event : batch) {
     if (!event.stream_id.empty() && event.stream_id[0] == '$') continue;  // prefstore's own streams
-    if (const auto* set = std::get_if<PreferenceSet>(&event.data)) {
-      last[{event.stream_id, set->key}] = &set->value;
-    } else if (const auto* reset = std::get_if<PreferenceReset>(&event.data)) {
-      last[{event.stream_id, reset->key}] = nullptr;
+    for (const PreferenceChange& change : preference_changes(event.data)) {
+      last[{event.stream_id, change.key}] = change.value;
     }
   }
   if (last.empty()) return;

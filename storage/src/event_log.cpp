@@ -13,7 +13,9 @@
 #include <regex>
 #include <set>
 
+#include "definitions_projection.hpp"
 #include "error_translation.hpp"
+#include "event_rows.hpp"
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/storage/database_url.hpp"
@@ -167,10 +169,6 @@ FROM prefstore.events ev
 WHERE d.key = $1 AND ev.stream_id = $4 AND ev.stream_version = $5::bigint
 )sql";
 
-constexpr const char* kEventColumns =
-    "stream_id, stream_version, global_position, event_id::text, event_type, schema_version, "
-    "payload::text, metadata::text, (extract(epoch FROM recorded_at) * 1000000)::bigint";
-
 const std::string& append_sql(ExpectedVersion::Kind kind) {
   static const std::string any = std::string(kInputSql) + kStreamAnySql + kEventsAndProjectionSql;
   static const std::string none = std::string(kInputSql) + kStreamNoneSql + kEventsAndProjectionSql;
@@ -212,7 +210,7 @@ void write_raw(JsonWriter& w, std::string_view json, rapidjson::Type type) {
 
 struct Change {
   std::int64_t ord = 0;
-  const PreferenceSet* set = nullptr;  // nullptr: a reset
+  const Value* value = nullptr;  // nullptr: a reset
 };
 
 // Adds one stream's events to the batch documents.
@@ -248,12 +246,12 @@ class BatchBuilder {
       write_raw(m_events, encode_metadata(*metadata[i]), rapidjson::kObjectType);
       m_events.EndObject();
 
-      if (const auto* set = std::get_if<PreferenceSet>(&ev.data)) {
-        changes[set->key] = {ord, set};
-      } else if (const auto* reset = std::get_if<PreferenceReset>(&ev.data)) {
-        changes[reset->key] = {ord, nullptr};
-      } else {
+      if (std::holds_alternative<PreferenceDefined>(ev.data) ||
+          std::holds_alternative<PreferenceDeprecated>(ev.data)) {
         has_definition_events = true;
+      }
+      for (const PreferenceChange& change : preference_changes(ev.data)) {
+        changes[change.key] = {ord, change.value};
       }
       m_actor_by_ord[ord] = &metadata[i]->actor;
     }
@@ -267,11 +265,11 @@ class BatchBuilder {
       m_changes.Int64(change.ord);
       m_changes.Key("actor");
       write_string(m_changes, *m_actor_by_ord[change.ord]);
-      if (change.set != nullptr) {
+      if (change.value != nullptr) {
         m_changes.Key("type");
-        write_string(m_changes, to_string(type_of(change.set->value)));
+        write_string(m_changes, to_string(type_of(*change.value)));
         m_changes.Key("value");
-        const std::string json = to_json(change.set->value);
+        const std::string json = to_json(*change.value);
         write_raw(m_changes, json, rapidjson::kNullType);
       }
       m_changes.EndObject();
@@ -347,18 +345,6 @@ bool is_event_id_violation(const pqxx::sql_error& e) {
   return std::string_view(e.what()).find("events_stream_id_event_id_key") != std::string_view::npos;
 }
 
-RecordedEvent decode_row(const pqxx::row& r) {
-  RecordedEvent ev;
-  ev.stream_id = r[0].as<std::string>();
-  ev.stream_version = r[1].as<std::int64_t>();
-  ev.global_position = r[2].as<std::int64_t>();
-  ev.event_id = r[3].as<std::string>();
-  ev.data = decode(EncodedEvent{r[4].as<std::string>(), r[5].as<int>(), r[6].as<std::string>()});
-  ev.metadata = decode_metadata(r[7].as<std::string>());
-  ev.recorded_at = from_unix_micros(r[8].as<std::int64_t>());
-  return ev;
-}
-
 std::string expected_text(ExpectedVersion expected) {
   switch (expected.kind) {
     case ExpectedVersion::Kind::any:
@@ -425,6 +411,14 @@ void project_definitions(pqxx::transaction_base& tx, const PooledConnection& han
 
 }  // namespace
 
+namespace detail {
+void project_definition_events(pqxx::transaction_base& tx, const PooledConnection& handle,
+                               std::string_view stream_id, const std::vector<NewEvent>& events,
+                               std::int64_t first_version, const Metadata& metadata) {
+  project_definitions(tx, handle, stream_id, events, first_version, metadata);
+}
+}  // namespace detail
+
 EventLog::EventLog(ConnectionPool& pool) : m_pool(pool) {}
 
 void EventLog::set_inline_hook(InlineHook hook) {
@@ -438,13 +432,13 @@ std::vector<RecordedEvent> appended_in_transaction(pqxx::transaction_base& tx,
                                                    const PooledConnection& handle,
                                                    std::int64_t after_position) {
   static const std::string sql =
-      std::string("SELECT ") + kEventColumns +
+      std::string("SELECT ") + detail::kEventColumns +
       " FROM prefstore.events WHERE transaction_id = pg_current_xact_id() AND global_position > "
       "$1 ORDER BY global_position";
   std::vector<RecordedEvent> out;
   for (const auto& row :
        tx.exec_prepared(detail::prepared(handle, "prefstore_appended_here", sql), after_position)) {
-    out.push_back(decode_row(row));
+    out.push_back(detail::decode_event_row(row));
   }
   return out;
 }
@@ -658,11 +652,11 @@ std::int64_t EventLog::read_stream(std::string_view stream_id, ReadDirection dir
                                    std::int64_t page_size) {
   if (page_size <= 0) throw UsageError("read_stream: page_size must be positive");
   const bool forward = direction == ReadDirection::forward;
-  static const std::string forward_sql = std::string("SELECT ") + kEventColumns +
+  static const std::string forward_sql = std::string("SELECT ") + detail::kEventColumns +
                                          " FROM prefstore.events WHERE stream_id = $1 AND "
                                          "stream_version >= $2 ORDER BY stream_version LIMIT $3";
   static const std::string backward_sql =
-      std::string("SELECT ") + kEventColumns +
+      std::string("SELECT ") + detail::kEventColumns +
       " FROM prefstore.events WHERE stream_id = $1 AND stream_version <= $2 "
       "ORDER BY stream_version DESC LIMIT $3";
   const std::string stream(stream_id);
@@ -683,7 +677,7 @@ std::int64_t EventLog::read_stream(std::string_view stream_id, ReadDirection dir
                              stream, next, limit);
       }
       for (const auto& row : page) {
-        const RecordedEvent ev = decode_row(row);
+        const RecordedEvent ev = detail::decode_event_row(row);
         ++read;
         next = forward ? ev.stream_version + 1 : ev.stream_version - 1;
         if (!visit(ev)) return read;
@@ -728,13 +722,13 @@ LogPosition EventLog::read_log(LogPosition after, std::int64_t max_count, bool c
   // output column first, and would then sort xids as text ("1000" before "735").
   // Rows and the horizon come from the same statement, hence the same snapshot.
   static const std::string safe_sql =
-      std::string("SELECT ") + kEventColumns +
+      std::string("SELECT ") + detail::kEventColumns +
       ", ev.transaction_id::text AS transaction_id_text FROM prefstore.events AS ev "
       "WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint) "
       "AND ev.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
       "ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
   static const std::string committed_sql =
-      std::string("SELECT ") + kEventColumns +
+      std::string("SELECT ") + detail::kEventColumns +
       ", ev.transaction_id::text AS transaction_id_text FROM prefstore.events AS ev "
       "WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint) "
       "ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
@@ -753,7 +747,7 @@ LogPosition EventLog::read_log(LogPosition after, std::int64_t max_count, bool c
             std::to_string(position.transaction_id), position.global_position, limit);
       }
       for (const auto& row : page) {
-        const RecordedEvent ev = decode_row(row);
+        const RecordedEvent ev = detail::decode_event_row(row);
         const LogPosition here{row[9].as<std::uint64_t>(), ev.global_position};
         ++read;
         if (!visit(ev, here)) return here;

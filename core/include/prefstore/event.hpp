@@ -9,10 +9,12 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "prefstore/definition.hpp"
 #include "prefstore/metadata.hpp"
@@ -53,8 +55,41 @@ struct PreferenceDeprecated {
   friend bool operator==(const PreferenceDeprecated&, const PreferenceDeprecated&) = default;
 };
 
-using EventData =
-    std::variant<PreferenceSet, PreferenceReset, PreferenceDefined, PreferenceDeprecated>;
+// One key of a point-in-time restore: the value it had at the restore's moment, or
+// std::nullopt when it was at its default then (the restore resets it).
+struct RestoredPreference {
+  std::string key;
+  std::optional<Value> value;
+  friend bool operator==(const RestoredPreference&, const RestoredPreference&) = default;
+};
+
+// A point-in-time restore put some of a user's preferences back as they were at `as_of`.
+// Type "PreferencesRestored", schema version 1. Each change acts like a PreferenceSet (value)
+// or a PreferenceReset (no value), all in this one event, so the audit trail shows the restore
+// as one fact with its moment.
+// Payload: {"as_of": "2026-11-30T08:00:00.000000Z",
+//           "changes": [{"key": "...", "type": "int", "value": 30}, {"key": "...", "reset": true}]}
+// Keys are unique within changes.
+struct PreferencesRestored {
+  Timestamp as_of{};
+  std::vector<RestoredPreference> changes;
+  friend bool operator==(const PreferencesRestored&, const PreferencesRestored&) = default;
+};
+
+using EventData = std::variant<PreferenceSet, PreferenceReset, PreferenceDefined,
+                               PreferenceDeprecated, PreferencesRestored>;
+
+// One effect of an event on a user's preferences: key set to *value, or reset (value nullptr).
+// Points into the event it came from.
+struct PreferenceChange {
+  std::string_view key;
+  const Value* value = nullptr;
+};
+
+// The effects of an event on the preferences of its stream, in order: one for PreferenceSet and
+// PreferenceReset, one per key for PreferencesRestored, none for definition events. The fold,
+// the append's current-state rows and every read model use this one list.
+[[nodiscard]] std::vector<PreferenceChange> preference_changes(const EventData& event);
 
 // The persisted type name of the event ("PreferenceSet", ...).
 [[nodiscard]] const char* event_type_name(const EventData& event) noexcept;

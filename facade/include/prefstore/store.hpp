@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/signals2/signal.hpp>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -16,13 +17,17 @@
 #include <vector>
 
 #include "prefstore/append_options.hpp"
+#include "prefstore/as_of.hpp"
 #include "prefstore/definition.hpp"
 #include "prefstore/event.hpp"
 #include "prefstore/metadata.hpp"
 #include "prefstore/preference_state.hpp"
+#include "prefstore/storage/backup.hpp"
 #include "prefstore/storage/connection_pool.hpp"
 #include "prefstore/storage/migrations.hpp"
+#include "prefstore/storage/snapshots.hpp"
 #include "prefstore/store_options.hpp"
+#include "prefstore/time_travel.hpp"
 #include "prefstore/value.hpp"
 
 namespace prefstore {
@@ -104,6 +109,53 @@ class Store {
   // The stream's current version, 0 when it has no events.
   [[nodiscard]] std::int64_t version(std::string_view user);
 
+  // --- time travel (see as_of.hpp for what a moment includes) ---
+
+  // The user's own values as of a moment, from the newest intact snapshot at or before it plus
+  // the events after it (the cost grows with those events, not with the history). Snapshots
+  // found unusable are listed in bad_snapshots and rewritten from the events (best effort: a
+  // failure to rewrite is not an error of the read).
+  [[nodiscard]] storage::StreamState state_as_of(std::string_view user, const AsOf& as_of);
+
+  // get() and get_all() as of a moment: the user's values then, and for other keys the default
+  // of the key's current definition.
+  [[nodiscard]] std::optional<Value> get(std::string_view user, std::string_view key,
+                                         const AsOf& as_of);
+  [[nodiscard]] std::map<std::string, ResolvedPreference> get_all(std::string_view user,
+                                                                  const AsOf& as_of);
+
+  // What changed between two moments (from before to): per key, the values at both moments,
+  // how many events touched it and the last one's time, actor and reason. Keys that changed
+  // and came back are left out unless include_unchanged. Throws ValidationError when `to` is
+  // before `from`.
+  [[nodiscard]] StateDiff diff(std::string_view user, const AsOf& from, const AsOf& to,
+                               bool include_unchanged = false);
+
+  // Point-in-time restore: appends one PreferencesRestored event that puts the user's
+  // preferences (or options.keys) back as they were at `to`; the history in between stays and
+  // the restore is in the audit trail. Nothing is appended when nothing differs, or with
+  // dry_run. Restored values are validated against today's definitions: a value that no longer
+  // fits is a ValidationError naming the key (leave it out with options.keys). The plan is made
+  // against the current version and appended with that expected version (re-planned up to 3
+  // times when another write comes in between). Throws as set().
+  RestorePlan restore(std::string_view user, const AsOf& to, const RestoreOptions& options = {});
+
+  // Restores every user (not prefstore's own "$..." streams) to `to`, one user at a time in
+  // stream id order, so memory stays bounded; a user whose restore fails is counted and listed
+  // and the run goes on. progress is called every 100 users and at the end.
+  RestoreAllProgress restore_all(
+      const AsOf& to, const RestoreOptions& options = {},
+      const std::function<void(const RestoreAllProgress&)>& progress = {});
+
+  // --- snapshots ---
+
+  // Takes a snapshot of the user's current state (unless one exists at that version); true when
+  // one was written.
+  bool snapshot(std::string_view user);
+  // Takes a snapshot of every user; see storage::snapshot_all_streams.
+  storage::SnapshotRunProgress snapshot_all(
+      const std::function<void(const storage::SnapshotRunProgress&)>& progress = {});
+
   // --- notifications ---
 
   // Calls slot after every write of this Store that appended events (not for a retry that found
@@ -112,6 +164,20 @@ class Store {
   // short; disconnect through the returned connection. (Other processes' writes are announced
   // by NOTIFY on storage::kEventsChannel; asynchronous projections use that.)
   boost::signals2::connection on_appended(std::function<void(const AppendedEvents&)> slot);
+
+  // --- backups (storage/backup.hpp) ---
+
+  // Writes a logical backup of the log and the snapshots to `file`; see storage::create_backup.
+  storage::BackupSummary backup(const std::filesystem::path& file,
+                                const storage::BackupOptions& options = {});
+
+  // Restores a backup file into this store's database in one transaction; see
+  // storage::restore_backup. The store fills in the read models: preferences_current and this
+  // store's inline projections are written in the restore's transaction, and the tables of the
+  // asynchronous projections are emptied with their checkpoints (run `prefstore projections
+  // catch-up` to fill them again). Fields reset_tables and on_events of options are ignored.
+  storage::BackupRestoreSummary restore_backup(const std::filesystem::path& file,
+                                               const storage::BackupRestoreOptions& options = {});
 
   // --- administration ---
 

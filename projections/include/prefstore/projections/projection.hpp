@@ -32,6 +32,9 @@ class ProjectionContext {
   std::vector<storage::SqlRow> exec(std::string_view sql_template,
                                     const std::vector<storage::SqlValue>& params = {});
 
+  // The transaction itself, for storage functions that take one (e.g. load_state).
+  [[nodiscard]] storage::UnitOfWork& unit_of_work() noexcept { return m_uow; }
+
  private:
   storage::UnitOfWork& m_uow;
   std::map<std::string, std::string, std::less<>> m_tables;

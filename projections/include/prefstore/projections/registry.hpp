@@ -9,7 +9,8 @@
 
 namespace prefstore::projections {
 
-// A new instance of each shipped asynchronous projection ("preference_value_counts").
+// A new instance of each shipped asynchronous projection ("preference_value_counts", and
+// "snapshots", the snapshot policy with its default interval).
 [[nodiscard]] std::vector<std::shared_ptr<Projection>> default_projections();
 
 // Every read model that can be rebuilt from the log: the asynchronous ones and the inline

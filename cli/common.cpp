@@ -1,0 +1,38 @@
+#include "common.hpp"
+
+#include "prefstore/timestamp.hpp"
+
+namespace prefstore::cli {
+
+AsOf parse_moment(const std::string& option, const std::string& text) {
+  const auto number_after = [&](std::string_view prefix) -> std::optional<std::int64_t> {
+    if (text.rfind(prefix, 0) != 0) return std::nullopt;
+    const std::string digits = text.substr(prefix.size());
+    if (digits.empty() || digits.size() > 18 ||
+        digits.find_first_not_of("0123456789") != std::string::npos) {
+      throw UsageError(option + ": \"" + text + "\" needs a whole number after \"" +
+                       std::string(prefix) + "\"");
+    }
+    return std::stoll(digits);
+  };
+  if (text == "now") return AsOf::latest();
+  if (const auto p = number_after("position:")) return AsOf::at_position(*p);
+  if (const auto v = number_after("version:")) return AsOf::at_version(*v);
+  if (const auto t = parse_timestamp(text)) return AsOf::at_time(*t);
+  throw UsageError(option + ": \"" + text +
+                   "\" is not a moment; give an ISO 8601 time (2026-11-30T08:00:00Z, or a date), "
+                   "position:N, version:N or now");
+}
+
+int exit_code_for(const prefstore::Error& e) {
+  if (dynamic_cast<const prefstore::UsageError*>(&e)) return kUsage;
+  if (dynamic_cast<const prefstore::ValidationError*>(&e)) return kValidation;
+  if (dynamic_cast<const prefstore::ConflictError*>(&e)) return kConflict;
+  if (dynamic_cast<const prefstore::TransientError*>(&e)) return kUnavailable;
+  if (dynamic_cast<const prefstore::MigrationError*>(&e)) return kSchema;
+  if (dynamic_cast<const prefstore::PermissionError*>(&e)) return kPermission;
+  if (dynamic_cast<const prefstore::CorruptDataError*>(&e)) return kCorrupt;
+  return kError;
+}
+
+}  // namespace prefstore::cli

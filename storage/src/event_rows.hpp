@@ -1,0 +1,31 @@
+// Storage-internal: the columns every event read selects, and the row they give as a
+// RecordedEvent (decoded and upcast).
+#pragma once
+
+#include <pqxx/pqxx>
+
+#include "prefstore/event.hpp"
+
+namespace prefstore::storage::detail {
+
+// stream_id, stream_version, global_position, event_id, event_type, schema_version, payload,
+// metadata, recorded_at (unix microseconds), in this order.
+inline constexpr const char* kEventColumns =
+    "stream_id, stream_version, global_position, event_id::text, event_type, schema_version, "
+    "payload::text, metadata::text, (extract(epoch FROM recorded_at) * 1000000)::bigint";
+
+// The event of a row that starts with kEventColumns. Throws CorruptDataError when it cannot be
+// decoded.
+inline RecordedEvent decode_event_row(const pqxx::row& r) {
+  RecordedEvent ev;
+  ev.stream_id = r[0].as<std::string>();
+  ev.stream_version = r[1].as<std::int64_t>();
+  ev.global_position = r[2].as<std::int64_t>();
+  ev.event_id = r[3].as<std::string>();
+  ev.data = decode(EncodedEvent{r[4].as<std::string>(), r[5].as<int>(), r[6].as<std::string>()});
+  ev.metadata = decode_metadata(r[7].as<std::string>());
+  ev.recorded_at = from_unix_micros(r[8].as<std::int64_t>());
+  return ev;
+}
+
+}  // namespace prefstore::storage::detail
