@@ -2,6 +2,7 @@
 // peak memory is its own), a throwaway local server, and the calendar log used as data.
 #pragma once
 
+#include <libpq-fe.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -108,6 +109,45 @@ inline void import_calendar_log(storage::EventLog& log, std::int64_t events,
     }
     (void)log.append_bulk(chunk);
   }
+}
+
+// The raw baseline of a log scan: runs `COPY (select) TO STDOUT` and reads every row on the
+// client, as a program reading the log without prefstore would. Throws when the row count is not
+// `expected_rows`.
+inline void copy_to_client(const std::string& url, const std::string& select,
+                           std::int64_t expected_rows) {
+  PGconn* conn = PQconnectdb(url.c_str());
+  PGresult* r = PQexec(conn, ("COPY (" + select + ") TO STDOUT").c_str());
+  PQclear(r);
+  char* row = nullptr;
+  std::int64_t rows = 0;
+  while (PQgetCopyData(conn, &row, 0) > 0) {
+    ++rows;
+    PQfreemem(row);
+  }
+  PQclear(PQgetResult(conn));
+  PQfinish(conn);
+  if (rows != expected_rows) {
+    throw std::runtime_error("COPY returned " + std::to_string(rows) + " rows, not " +
+                             std::to_string(expected_rows));
+  }
+}
+
+// A Markdown table of measures, each with its rate as a ratio to the first one's (the baseline).
+inline std::string results_table(const std::vector<Measure>& measures, const char* first_column) {
+  const double baseline_rate = static_cast<double>(measures.at(0).events) / measures[0].seconds;
+  std::string table = std::string("| ") + first_column +
+                      " | events | seconds | events/s | ratio to baseline | peak memory (MiB) |\n"
+                      "| --- | --- | --- | --- | --- | --- |\n";
+  char line[512];
+  for (const auto& m : measures) {
+    const double rate = static_cast<double>(m.events) / m.seconds;
+    std::snprintf(line, sizeof line, "| %s | %lld | %.1f | %.0f | %.2f | %.1f |\n", m.name.c_str(),
+                  static_cast<long long>(m.events), m.seconds, rate, rate / baseline_rate,
+                  static_cast<double>(m.peak_kib) / 1024.0);
+    table += line;
+  }
+  return table;
 }
 
 }  // namespace prefstore::bench

@@ -64,24 +64,12 @@ int main(int argc, char** argv) {
 
     std::vector<Measure> measures;
     measures.push_back(in_child("baseline: COPY (ordered scan) TO client", events, [&] {
-      PGconn* conn = PQconnectdb(url.c_str());
-      PGresult* r = PQexec(conn,
-                           "COPY (SELECT global_position, stream_id, stream_version, event_id, "
-                           "event_type, schema_version, payload, metadata, recorded_at, "
-                           "transaction_id FROM prefstore.events ORDER BY transaction_id, "
-                           "global_position) TO STDOUT");
-      PQclear(r);
-      char* row = nullptr;
-      std::int64_t rows = 0;
-      int n = 0;
-      while ((n = PQgetCopyData(conn, &row, 0)) > 0) {
-        ++rows;
-        PQfreemem(row);
-      }
-      PQclear(PQgetResult(conn));
-      PQfinish(conn);
-      if (rows != events)
-        throw std::runtime_error("COPY returned " + std::to_string(rows) + " rows");
+      bench::copy_to_client(url,
+                            "SELECT global_position, stream_id, stream_version, event_id, "
+                            "event_type, schema_version, payload, metadata, recorded_at, "
+                            "transaction_id FROM prefstore.events ORDER BY transaction_id, "
+                            "global_position",
+                            events);
     }));
     measures.push_back(in_child("replay: EventLog::read_all, decoded", events, [&] {
       storage::ConnectionPool pool(pool_options(url));
@@ -111,18 +99,8 @@ int main(int argc, char** argv) {
         throw std::runtime_error("rebuild applied " + std::to_string(done.applied));
     }));
 
-    const double baseline_rate = static_cast<double>(events) / measures[0].seconds;
+    std::string table = bench::results_table(measures, "scenario");
     char line[512];
-    std::string table =
-        "| scenario | events | seconds | events/s | ratio to baseline | peak memory (MiB) |\n"
-        "| --- | --- | --- | --- | --- | --- |\n";
-    for (const auto& m : measures) {
-      const double rate = static_cast<double>(m.events) / m.seconds;
-      std::snprintf(line, sizeof line, "| %s | %lld | %.1f | %.0f | %.2f | %.1f |\n",
-                    m.name.c_str(), static_cast<long long>(m.events), m.seconds, rate,
-                    rate / baseline_rate, static_cast<double>(m.peak_kib) / 1024.0);
-      table += line;
-    }
     std::snprintf(line, sizeof line,
                   "\nImport of the log (EventLog::append_bulk, 5,000 events a statement): %.1f s, "
                   "%.0f events/s.\n",

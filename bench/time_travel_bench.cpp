@@ -82,22 +82,11 @@ int main(int argc, char** argv) {
     std::vector<Measure> measures;
     measures.push_back(
         in_child("baseline: COPY (SELECT events ORDER BY position) TO client", events, [&] {
-          PGconn* conn = PQconnectdb(url.c_str());
-          PGresult* r = PQexec(conn,
-                               "COPY (SELECT global_position, stream_id, stream_version, "
-                               "event_id, event_type, schema_version, payload, metadata, "
-                               "recorded_at FROM prefstore.events ORDER BY "
-                               "global_position) TO STDOUT");
-          PQclear(r);
-          char* row = nullptr;
-          std::int64_t rows = 0;
-          while (PQgetCopyData(conn, &row, 0) > 0) {
-            ++rows;
-            PQfreemem(row);
-          }
-          PQclear(PQgetResult(conn));
-          PQfinish(conn);
-          if (rows != events) throw std::runtime_error("COPY rows");
+          bench::copy_to_client(url,
+                                "SELECT global_position, stream_id, stream_version, event_id, "
+                                "event_type, schema_version, payload, metadata, recorded_at FROM "
+                                "prefstore.events ORDER BY global_position",
+                                events);
         }));
     measures.push_back(in_child("backup create (file, chunks of 1,000)", events, [&] {
       storage::ConnectionPool pool(pool_options(url));
@@ -181,17 +170,7 @@ int main(int argc, char** argv) {
       }
     }
 
-    const double baseline_rate = static_cast<double>(events) / measures[0].seconds;
-    std::string table =
-        "| step | events | seconds | events/s | ratio to baseline | peak memory (MiB) |\n"
-        "| --- | --- | --- | --- | --- | --- |\n";
-    for (const auto& m : measures) {
-      const double rate = static_cast<double>(m.events) / m.seconds;
-      std::snprintf(line, sizeof line, "| %s | %lld | %.1f | %.0f | %.2f | %.1f |\n",
-                    m.name.c_str(), static_cast<long long>(m.events), m.seconds, rate,
-                    rate / baseline_rate, static_cast<double>(m.peak_kib) / 1024.0);
-      table += line;
-    }
+    std::string table = bench::results_table(measures, "step");
     std::snprintf(line, sizeof line, "\nBackup file: %.1f MiB (%.0f bytes per event).\n",
                   static_cast<double>(file_bytes) / (1024.0 * 1024.0),
                   static_cast<double>(file_bytes) / static_cast<double>(events));

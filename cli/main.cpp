@@ -18,6 +18,7 @@
 #include "prefstore/projections/rebuild.hpp"
 #include "prefstore/projections/registry.hpp"
 #include "prefstore/projections/runner.hpp"
+#include "prefstore/projections/snapshot_writer.hpp"
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/local_server.hpp"
 #include "prefstore/store.hpp"
@@ -144,12 +145,14 @@ int run_get(const std::string& user, const std::string& key, bool json,
   const bool latest = as_of.kind == prefstore::AsOf::Kind::latest;
   if (!latest) {
     const auto state = store.state_as_of(user, as_of);
-    std::cerr << user << " as of " << as_of.describe() << ": version " << state.version << " ("
-              << state.events_replayed << " events replayed after "
-              << (state.snapshot_version > 0
-                      ? "the snapshot at version " + std::to_string(state.snapshot_version)
-                      : std::string("the start"))
-              << ")\n";
+    if (!json) {
+      std::cerr << user << " as of " << as_of.describe() << ": version " << state.version << " ("
+                << state.events_replayed << " events replayed after "
+                << (state.snapshot_version > 0
+                        ? "the snapshot at version " + std::to_string(state.snapshot_version)
+                        : std::string("the start"))
+                << ")\n";
+    }
     for (const auto& bad : state.bad_snapshots) {
       std::cerr << "warning: the snapshot at version " << bad.stream_version << " is unusable ("
                 << bad.problem << "); it was skipped and rewritten\n";
@@ -384,18 +387,30 @@ int run_projections_status() {
   return failed ? kError : kOk;
 }
 
-int run_projections_catch_up(std::size_t batch_size) {
+// The shipped asynchronous projections, with the snapshot policy's interval set.
+std::vector<std::shared_ptr<prefstore::projections::Projection>> async_projections(
+    std::int64_t snapshot_every) {
+  auto all = prefstore::projections::default_projections();
+  for (auto& p : all) {
+    if (p->name() == "snapshots") {
+      p = std::make_shared<prefstore::projections::SnapshotProjection>(snapshot_every);
+    }
+  }
+  return all;
+}
+
+int run_projections_catch_up(std::size_t batch_size, std::int64_t snapshot_every) {
   prefstore::Store store(store_options(true));
   prefstore::projections::RunnerOptions options;
   options.batch_size = batch_size;
-  prefstore::projections::ProjectionRunner runner(
-      store.pool(), prefstore::projections::default_projections(), options);
+  prefstore::projections::ProjectionRunner runner(store.pool(), async_projections(snapshot_every),
+                                                  options);
   const auto applied = runner.catch_up();
   std::cout << "applied " << applied << " events\n";
   return kOk;
 }
 
-int run_projections_run(std::size_t batch_size) {
+int run_projections_run(std::size_t batch_size, std::int64_t snapshot_every) {
   // SIGINT and SIGTERM are taken by a watcher thread, which asks the runner to stop.
   sigset_t signals;
   sigemptyset(&signals);
@@ -405,8 +420,8 @@ int run_projections_run(std::size_t batch_size) {
   prefstore::Store store(store_options(true));
   prefstore::projections::RunnerOptions options;
   options.batch_size = batch_size;
-  prefstore::projections::ProjectionRunner runner(
-      store.pool(), prefstore::projections::default_projections(), options);
+  prefstore::projections::ProjectionRunner runner(store.pool(), async_projections(snapshot_every),
+                                                  options);
   std::stop_source stop;
   std::thread watcher([&stop, signals] {
     int received = 0;
@@ -540,15 +555,26 @@ int main(int argc, char** argv) {
   auto* projections = app.add_subcommand("projections", "Asynchronous read models");
   projections->require_subcommand(1);
   std::size_t batch_size = 500;
+  std::int64_t snapshot_every = prefstore::projections::SnapshotProjection::kDefaultEvery;
   bool restart = false;
   std::string projection;
   auto* p_status = projections->add_subcommand(
       "status", "Position, lag (events and seconds), state and last error of each projection");
   auto* p_run = projections->add_subcommand("run", "Run the projections until SIGINT or SIGTERM");
   p_run->add_option("--batch-size", batch_size, "Events per transaction")->capture_default_str();
+  p_run
+      ->add_option("--snapshot-every", snapshot_every,
+                   "Snapshot policy: a snapshot every N events of a user")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   auto* p_catch_up = projections->add_subcommand("catch-up", "Run the projections until caught up");
   p_catch_up->add_option("--batch-size", batch_size, "Events per transaction")
       ->capture_default_str();
+  p_catch_up
+      ->add_option("--snapshot-every", snapshot_every,
+                   "Snapshot policy: a snapshot every N events of a user")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   auto* p_rebuild = projections->add_subcommand(
       "rebuild", "Rebuild a projection from the start of the log into shadow tables, then swap");
   p_rebuild->add_option("name", projection, "Projection name")->required();
@@ -592,8 +618,8 @@ int main(int argc, char** argv) {
     if (definitions->parsed()) return run_definitions(json);
     if (history->parsed()) return run_history(user, limit, json);
     if (p_status->parsed()) return run_projections_status();
-    if (p_run->parsed()) return run_projections_run(batch_size);
-    if (p_catch_up->parsed()) return run_projections_catch_up(batch_size);
+    if (p_run->parsed()) return run_projections_run(batch_size, snapshot_every);
+    if (p_catch_up->parsed()) return run_projections_catch_up(batch_size, snapshot_every);
     if (p_rebuild->parsed()) return run_projections_rebuild(projection, batch_size, restart);
   } catch (const prefstore::Error& e) {
     std::cerr << "prefstore: " << e.what() << "\n";

@@ -12,7 +12,6 @@
 
 #include "definitions_projection.hpp"
 #include "error_translation.hpp"
-#include "event_rows.hpp"
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/storage/database_url.hpp"
@@ -364,16 +363,24 @@ BackupRestoreSummary restore_backup(ConnectionPool& pool, const std::filesystem:
       if (options.until_time && micros > to_unix_micros(*options.until_time)) return false;
       return true;
     };
+    // Asynchronous read models start again from the beginning of the log (pitfall 9). First,
+    // so that inline read models among them are written afresh below.
+    tx.exec("DELETE FROM prefstore.projection_checkpoints");
+    for (const auto& table : options.reset_tables) tx.exec("TRUNCATE prefstore." + table);
+    detail::BorrowedTransaction borrowed{tx};
+    UnitOfWork uow(borrowed);
+
     BackupProgress progress{0, 0, header.event_count, header.snapshot_count};
     std::int64_t first_skipped = INT64_MAX;
     EventBatch batch;
+    std::vector<RecordedEvent> decoded;  // the events of `batch`, for the read models
     // Positions are not unique in the schema (a Citus table cannot have such an index), so a
     // restore on top of events checks each batch for positions that are there already.
     const bool check_clashes = events_here > 0;
-    const auto flush = [&](const char* sql) {
+    const auto flush_events = [&] {
       if (batch.size() == 0) return;
       const std::string rows = batch.take();
-      if (check_clashes && sql == kRestoreEventsSql) {
+      if (check_clashes) {
         const auto clash = tx.exec_params(
             "SELECT e.global_position, e.stream_id FROM prefstore.events e JOIN "
             "jsonb_array_elements($1::jsonb) AS x ON e.global_position = (x->>'p')::bigint LIMIT 1",
@@ -385,7 +392,22 @@ BackupRestoreSummary restore_backup(ConnectionPool& pool, const std::filesystem:
                               ") that the backup also holds; nothing was written");
         }
       }
-      tx.exec_params(sql, rows);
+      tx.exec_params(kRestoreEventsSql, rows);
+      // The read models of the batch: definitions here, the caller's inline ones in on_events.
+      for (const RecordedEvent& ev : decoded) {
+        if (!ev.stream_id.empty() && ev.stream_id[0] == '$') {
+          detail::project_definition_events(tx, handle, ev.stream_id,
+                                            {NewEvent{ev.event_id, ev.data}}, ev.stream_version,
+                                            ev.metadata);
+        }
+      }
+      if (options.on_events) options.on_events(uow, decoded);
+      decoded.clear();
+      if (options.progress) options.progress(progress);
+    };
+    const auto flush_snapshots = [&] {
+      if (batch.size() == 0) return;
+      tx.exec_params(kRestoreSnapshotsSql, batch.take());
       if (options.progress) options.progress(progress);
     };
     std::int64_t last_position = header.since_position;
@@ -410,69 +432,52 @@ BackupRestoreSummary restore_backup(ConnectionPool& pool, const std::filesystem:
             first_skipped = std::min(first_skipped, e.global_position);
             return;
           }
+          RecordedEvent ev;
+          ev.stream_id = e.stream_id;
+          ev.stream_version = e.stream_version;
+          ev.global_position = e.global_position;
+          ev.event_id = e.event_id;
+          ev.data = decode(EncodedEvent{e.event_type, e.schema_version, e.payload});
+          ev.metadata = decode_metadata(e.metadata);
+          ev.recorded_at = from_unix_micros(e.recorded_at);
+          decoded.push_back(std::move(ev));
           batch.add(e);
           ++progress.events;
-          if (batch.size() >= options.batch_size) flush(kRestoreEventsSql);
+          if (batch.size() >= options.batch_size) flush_events();
         },
         [&](const BackupSnapshot& s) {
           if (!in_snapshots) {
-            flush(kRestoreEventsSql);
+            flush_events();
             in_snapshots = true;
           }
           if (!included(s.last_position, s.last_recorded_at)) return;
           batch.add(s);
           ++progress.snapshots;
-          if (batch.size() >= options.batch_size) flush(kRestoreSnapshotsSql);
+          if (batch.size() >= options.batch_size) flush_snapshots();
         });
-    flush(in_snapshots ? kRestoreSnapshotsSql : kRestoreEventsSql);
+    if (in_snapshots) {
+      flush_snapshots();
+    } else {
+      flush_events();
+    }
     summary.events = progress.events;
     summary.snapshots = progress.snapshots;
     summary.until_position = first_skipped == INT64_MAX
                                  ? header.until_position
                                  : std::max(header.since_position, first_skipped - 1);
 
-    // Every stream's versions are 1..version without a gap.
+    // Every stream's versions are 1..version without a gap (one pass over the log).
     const auto gap = tx.exec(
-        "SELECT s.stream_id, s.version, (SELECT count(*) FROM prefstore.events e WHERE "
-        "e.stream_id = s.stream_id) FROM prefstore.streams s WHERE s.version <> (SELECT count(*) "
-        "FROM prefstore.events e WHERE e.stream_id = s.stream_id) LIMIT 1");
+        "SELECT s.stream_id, s.version, coalesce(e.n, 0) FROM prefstore.streams s "
+        "LEFT JOIN (SELECT stream_id, count(*) AS n, max(stream_version) AS top "
+        "FROM prefstore.events GROUP BY stream_id) e ON e.stream_id = s.stream_id "
+        "WHERE s.version <> coalesce(e.n, 0) OR s.version <> coalesce(e.top, 0) LIMIT 1");
     if (!gap.empty()) {
       throw ConflictError("restore: stream " + gap[0][0].as<std::string>() +
                           " would be at version " + gap[0][1].as<std::string>() + " with " +
                           gap[0][2].as<std::string>() +
                           " events: the backup does not continue what this database holds; "
                           "nothing was written");
-    }
-    // Asynchronous read models start again from the beginning of the log (pitfall 9).
-    tx.exec("DELETE FROM prefstore.projection_checkpoints");
-    for (const auto& table : options.reset_tables) tx.exec("TRUNCATE prefstore." + table);
-    // The definitions the restored events make, then the caller's inline read models.
-    const std::string columns = detail::kEventColumns;
-    const auto defs = tx.exec("SELECT " + columns +
-                              " FROM prefstore.events WHERE transaction_id = pg_current_xact_id() "
-                              "AND left(stream_id, 1) = '$' ORDER BY global_position");
-    for (const auto& r : defs) {
-      const RecordedEvent ev = detail::decode_event_row(r);
-      detail::project_definition_events(tx, handle, ev.stream_id, {NewEvent{ev.event_id, ev.data}},
-                                        ev.stream_version, ev.metadata);
-    }
-    if (options.on_events) {
-      detail::BorrowedTransaction borrowed{tx};
-      UnitOfWork uow(borrowed);
-      std::int64_t after = 0;
-      for (;;) {
-        const auto rows = tx.exec_params(
-            "SELECT " + columns +
-                " FROM prefstore.events WHERE transaction_id = pg_current_xact_id() AND "
-                "global_position > $1 ORDER BY global_position LIMIT $2",
-            after, static_cast<std::int64_t>(options.batch_size));
-        if (rows.empty()) break;
-        std::vector<RecordedEvent> events;
-        events.reserve(rows.size());
-        for (const auto& r : rows) events.push_back(detail::decode_event_row(r));
-        after = events.back().global_position;
-        options.on_events(uow, events);
-      }
     }
     tx.exec_params(
         "INSERT INTO prefstore.backup_history (backup_id, operation, file, since_position, "

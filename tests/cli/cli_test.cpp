@@ -2,12 +2,12 @@
 // exit codes, and passwords that never show.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <pqxx/pqxx>
 
+#include "cli_runner.hpp"
 #include "prefstore/storage/event_log.hpp"
 #include "prefstore/storage/migrations.hpp"
 #include "test_cluster.hpp"
@@ -17,31 +17,8 @@ namespace fs = std::filesystem;
 namespace prefstore {
 namespace {
 
-using prefstore::testing::CommandResult;
+using prefstore::testing::run_cli;
 using prefstore::testing::TestCluster;
-
-// Runs the CLI with the given environment overrides ("" unsets a variable). The database
-// variables of the calling environment are cleared first, so nothing leaks in.
-CommandResult run_cli(const std::string& args, const std::map<std::string, std::string>& env) {
-  static const char* cleared[] = {"PREFSTORE_DATABASE_URL",
-                                  "PREFSTORE_HOME",
-                                  "PGHOST",
-                                  "PGHOSTADDR",
-                                  "PGPORT",
-                                  "PGDATABASE",
-                                  "PGUSER",
-                                  "PGSERVICE"};
-  std::map<std::string, std::string> saved;
-  for (const char* name : cleared) {
-    if (const char* v = std::getenv(name)) saved[name] = v;
-    ::unsetenv(name);
-  }
-  for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-  CommandResult r = prefstore::testing::run_shell(std::string(PREFSTORE_CLI_PATH) + " " + args);
-  for (const auto& [k, v] : env) ::unsetenv(k.c_str());
-  for (const auto& [k, v] : saved) ::setenv(k.c_str(), v.c_str(), 1);
-  return r;
-}
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
@@ -363,6 +340,73 @@ TEST(Cli, LocalServerLifecycleAndDefaultDatabase) {
   const fs::path cluster = root / ".prefstore" / "cluster";
   if (fs::is_symlink(cluster, ec)) fs::remove_all(fs::read_symlink(cluster, ec), ec);
   fs::remove_all(root, ec);
+}
+
+}  // namespace
+}  // namespace prefstore
+
+namespace prefstore {
+namespace {
+
+// The time-travel commands end to end: get --as-of, diff, restore (dry run, keys, the audit
+// trail), snapshot create/list/prune, and usage errors for bad moments.
+TEST(Cli, TimeTravelCommands) {
+  const std::string url = TestCluster::instance().fresh_database();
+  const std::map<std::string, std::string> env = {{"PREFSTORE_DATABASE_URL", url},
+                                                  {"PREFSTORE_ACTOR", "support@example.com"}};
+  const auto ok = [&](const std::string& args) {
+    const auto r = run_cli(args, env);
+    EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.output;
+    return r.output;
+  };
+  ok("define calendar.timezone --type string --default UTC");
+  ok("define calendar.default_meeting_minutes --type int --default 30 --min 5 --max 480");
+  ok("set ada calendar.timezone Europe/London --actor ada");
+  ok("set ada calendar.default_meeting_minutes 45 --actor ada");
+  ok("set ada calendar.timezone America/New_York --actor assistant --reason travel");
+
+  // Moments by version: v2 is London + 45.
+  EXPECT_EQ(ok("get ada calendar.timezone --as-of version:2 --json"), "\"Europe/London\"\n");
+  EXPECT_EQ(ok("get ada --as-of version:1 --json"),
+            "{\"calendar.default_meeting_minutes\":30,\"calendar.timezone\":\"Europe/London\"}\n");
+  const std::string diff = ok("diff ada --from version:2 --to now");
+  EXPECT_TRUE(contains(diff, "Europe/London")) << diff;
+  EXPECT_TRUE(contains(diff, "America/New_York")) << diff;
+  EXPECT_TRUE(contains(diff, "assistant")) << diff;
+  EXPECT_TRUE(contains(diff, "travel")) << diff;
+  EXPECT_TRUE(contains(diff, "1 key changed")) << diff;
+
+  const std::string plan = ok("restore ada --to version:1 --dry-run");
+  EXPECT_TRUE(contains(plan, "dry run: nothing written")) << plan;
+  EXPECT_EQ(ok("get ada calendar.timezone --json"), "\"America/New_York\"\n");
+  const std::string restored =
+      ok("restore ada --to version:1 --keys calendar.timezone --reason 'ticket 4711'");
+  EXPECT_TRUE(contains(restored, "PreferencesRestored at version 4")) << restored;
+  EXPECT_EQ(ok("get ada --json"),
+            "{\"calendar.default_meeting_minutes\":45,\"calendar.timezone\":\"Europe/London\"}\n");
+  const std::string history = ok("history ada");
+  EXPECT_TRUE(contains(history, "PreferencesRestored")) << history;
+  EXPECT_TRUE(contains(history, "ticket 4711")) << history;
+  EXPECT_TRUE(contains(history, "support@example.com")) << history;
+
+  // The policy: every 2nd event of a user, written by the asynchronous projection.
+  ok("projections catch-up --snapshot-every 2");
+  const std::string policy = ok("snapshot list ada");
+  EXPECT_TRUE(contains(policy, "2 snapshots")) << policy;  // versions 2 and 4
+  EXPECT_TRUE(contains(ok("snapshot prune --keep 1"), "1 snapshots deleted"));
+  EXPECT_TRUE(contains(ok("snapshot create ada"), "exists already"));
+  ok("set ada calendar.default_meeting_minutes 50 --actor ada");
+  EXPECT_TRUE(contains(ok("snapshot create ada"), "snapshot of ada at version 5 written"));
+  const std::string list = ok("snapshot list");
+  EXPECT_TRUE(contains(list, "ada")) << list;
+  EXPECT_TRUE(contains(list, "yes")) << list;
+  EXPECT_TRUE(contains(ok("snapshot prune --keep 2"), "0 snapshots deleted"));
+
+  const auto bad_moment = run_cli("get ada --as-of yesterday-ish", env);
+  EXPECT_EQ(bad_moment.exit_code, 2) << bad_moment.output;
+  EXPECT_TRUE(contains(bad_moment.output, "yesterday-ish")) << bad_moment.output;
+  EXPECT_EQ(run_cli("restore ada --to now", env).exit_code, 2);
+  EXPECT_EQ(run_cli("restore --to version:1", env).exit_code, 2);  // no user, no --all
 }
 
 }  // namespace

@@ -3,20 +3,18 @@
 // trip, golden payload, refusals), its fold, StateDiffBuilder and restore_changes.
 //
 // Oracles: hand-built bytes of format version 1 (written here byte by byte from the layout in
-// snapshot_codec.hpp), exact JSON strings, and exact renderings of states (doubles in
-// hexadecimal, so -0.0 and 0.0 differ).
+// snapshot_codec.hpp), exact JSON strings, and exact renderings of states (tests/support/
+// render.hpp: doubles in hexadecimal, so -0.0 and 0.0 differ).
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 
 #include <bit>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <variant>
@@ -29,84 +27,17 @@
 #include "prefstore/snapshot_codec.hpp"
 #include "prefstore/state_diff.hpp"
 #include "property.hpp"
+#include "render.hpp"
 #include "unicode.hpp"
 
 namespace prefstore {
 namespace {
 
 using prefstore::testing::check_property;
+using prefstore::testing::quoted;
+using prefstore::testing::render;
+using prefstore::testing::render_values;
 using prefstore::testing::utf8;
-
-// ------------------------------------------------------------------------------------------
-// Exact renderings.
-
-std::string render_double(double d) {
-  std::ostringstream os;
-  os.precision(17);
-  os << d << " (" << std::hexfloat << d << ")";
-  return os.str();
-}
-
-std::string quoted(const std::string& text) {
-  std::string out = "\"";
-  for (const char ch : text) {
-    const auto byte = static_cast<unsigned char>(ch);
-    if (byte < 0x20 || byte == 0x7f || ch == '"' || ch == '\\') {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", byte);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
-
-std::string render(const Value& value) {
-  switch (value.index()) {
-    case 0:
-      return std::get<bool>(value) ? "bool true" : "bool false";
-    case 1:
-      return "int " + std::to_string(std::get<std::int64_t>(value));
-    case 2:
-      return "double " + render_double(std::get<double>(value));
-    case 3:
-      return "string " + quoted(std::get<std::string>(value));
-    default: {
-      std::string out = "list [";
-      const auto& items = std::get<StringList>(value);
-      for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + quoted(items[i]);
-      return out + "]";
-    }
-  }
-}
-
-std::string render(const std::optional<Value>& value) {
-  return value ? render(*value) : std::string("(reset)");
-}
-
-std::string render(const PreferenceState& state) {
-  std::string out;
-  for (const auto& [key, e] : state) {
-    out += quoted(key) + " = " + render(e.value) + " v" + std::to_string(e.version) + " at " +
-           std::to_string(to_unix_micros(e.updated_at)) + " by " + quoted(e.updated_by) + " pos " +
-           std::to_string(e.last_position) + "\n";
-  }
-  return out;
-}
-
-std::string render(const std::vector<RestoredPreference>& changes) {
-  std::string out;
-  for (const auto& c : changes) out += quoted(c.key) + " -> " + render(c.value) + "\n";
-  return out;
-}
-
-// Key -> value only (what a restore promises to bring back).
-std::string render_values(const PreferenceState& state) {
-  std::string out;
-  for (const auto& [key, e] : state) out += quoted(key) + " = " + render(e.value) + "\n";
-  return out;
-}
 
 // ------------------------------------------------------------------------------------------
 // Generators.

@@ -27,16 +27,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <iostream>
 #include <limits>
 #include <map>
 #include <memory>
 #include <optional>
-#include <pqxx/pqxx>
+#include <ostream>
 #include <regex>
-#include <sstream>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <variant>
@@ -47,6 +43,8 @@
 #include "prefstore/storage/current_state.hpp"
 #include "prefstore/store.hpp"
 #include "property.hpp"
+#include "render.hpp"
+#include "scratch_database.hpp"
 #include "test_cluster.hpp"
 #include "unicode.hpp"
 
@@ -67,61 +65,16 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 using prefstore::testing::check_property;
+using prefstore::testing::ScratchDatabase;
 
 // ------------------------------------------------------------------------------------------
-// Exact, readable renderings: two values render the same exactly when they are identical
-// (doubles in hexadecimal, so -0.0 and 0.0 differ, as do any two distinct doubles).
+// Exact, readable renderings (tests/support/render.hpp): two values render the same exactly
+// when they are identical (doubles in hexadecimal, so -0.0 and 0.0 differ, as do any two
+// distinct doubles).
 
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
-
-std::string quoted(const std::string& text) {
-  std::string out = "\"";
-  for (const char ch : text) {
-    const auto byte = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (byte < 0x20 || byte == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", byte);
-      out += buf;
-    } else {
-      out += ch;  // UTF-8 (and invalid bytes) as they are
-    }
-  }
-  return out + "\"";
-}
-
-std::string render_double(double d) {
-  std::ostringstream os;
-  os.precision(17);
-  os << d << " (" << std::hexfloat << d << ")";
-  return os.str();
-}
-
-std::string render(const Value& value) {
-  return std::visit(Overloaded{[](bool b) { return std::string("bool ") + (b ? "true" : "false"); },
-                               [](std::int64_t i) { return "int " + std::to_string(i); },
-                               [](double d) { return "double " + render_double(d); },
-                               [](const std::string& s) { return "string " + quoted(s); },
-                               [](const StringList& items) {
-                                 std::string out = "list [";
-                                 for (std::size_t i = 0; i < items.size(); ++i) {
-                                   out += (i > 0 ? ", " : "") + quoted(items[i]);
-                                 }
-                                 return out + "]";
-                               }},
-                    value);
-}
-
-std::string render(const std::optional<Value>& value) {
-  return value ? render(*value) : std::string("(none)");
-}
+using prefstore::testing::quoted;
+using prefstore::testing::render;
+using prefstore::testing::render_double;
 
 std::string render(const PreferenceDefinition& d) {
   const Constraints& c = d.constraints;
@@ -141,17 +94,6 @@ std::string render(const PreferenceDefinition& d) {
   if (c.max_items) out += ", max_items " + std::to_string(*c.max_items);
   out += ", description " + quoted(d.description);
   if (d.deprecated) out += ", deprecated " + quoted(d.deprecation_note);
-  return out;
-}
-
-// A preference state (fold or projection), every field of every entry.
-std::string render(const prefstore::PreferenceState& state) {
-  std::string out;
-  for (const auto& [key, entry] : state) {
-    out += key + " = " + render(entry.value) + " v" + std::to_string(entry.version) + " at " +
-           std::to_string(prefstore::to_unix_micros(entry.updated_at)) + " by " +
-           quoted(entry.updated_by) + " pos " + std::to_string(entry.last_position) + "\n";
-  }
   return out;
 }
 
@@ -553,63 +495,6 @@ struct StoreSut {
       : store(std::move(options)), projected(store.pool()) {}
   prefstore::Store store;
   prefstore::storage::CurrentState projected;
-};
-
-// The name of the database in a libpq connection string made by the test cluster.
-std::string database_name(const std::string& url) {
-  std::smatch name;
-  if (!std::regex_search(url, name, std::regex("dbname='?([A-Za-z0-9_]+)"))) {
-    throw std::runtime_error("no database name in the test cluster's URL");
-  }
-  return name[1].str();
-}
-
-// An empty database with prefstore's schema: made once by fresh_database() and a Store that
-// migrates it on open, then the template of every run's database (a copy costs ~0.15 s, a new
-// database plus migrations ~0.6 s, and a failing property shrinks through hundreds of runs).
-const std::string& migrated_template() {
-  static const std::string name = [] {
-    prefstore::StoreOptions o;
-    o.database_url = TestCluster::instance().fresh_database();
-    { const prefstore::Store store(o); }
-    return database_name(*o.database_url);
-  }();
-  return name;
-}
-
-// A fresh database for one property run: a copy of migrated_template(), dropped when the run
-// ends (so the cluster's teardown has no hundreds of databases to delete).
-class ScratchDatabase {
- public:
-  ScratchDatabase() {
-    static std::atomic<int> counter{0};
-    const std::string& source = migrated_template();
-    m_name = "store_model_run_" + std::to_string(counter.fetch_add(1));
-    admin("DROP DATABASE IF EXISTS " + m_name + " WITH (FORCE)");
-    admin("CREATE DATABASE " + m_name + " TEMPLATE " + source + " STRATEGY FILE_COPY");
-    m_url = TestCluster::instance().url(m_name);
-  }
-  ScratchDatabase(const ScratchDatabase&) = delete;
-  ScratchDatabase& operator=(const ScratchDatabase&) = delete;
-  ~ScratchDatabase() {
-    try {
-      admin("DROP DATABASE IF EXISTS " + m_name + " WITH (FORCE)");
-    } catch (const std::exception& e) {
-      std::cerr << "could not drop the scratch database " << m_name << ": " << e.what()
-                << std::endl;
-    }
-  }
-  [[nodiscard]] const std::string& url() const noexcept { return m_url; }
-
- private:
-  // Runs a statement in the cluster's "postgres" database. Names are [a-z0-9_] only.
-  static void admin(const std::string& sql) {
-    pqxx::connection conn(TestCluster::instance().url("postgres"));
-    pqxx::nontransaction tx(conn);
-    tx.exec(sql);
-  }
-  std::string m_name;
-  std::string m_url;
 };
 
 prefstore::StoreOptions strict_options(const ScratchDatabase& database) {

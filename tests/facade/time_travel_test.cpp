@@ -24,8 +24,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <set>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <variant>
@@ -41,6 +41,7 @@
 #include "prefstore/storage/unit_of_work.hpp"
 #include "prefstore/store.hpp"
 #include "property.hpp"
+#include "render.hpp"
 #include "test_cluster.hpp"
 #include "unicode.hpp"
 
@@ -51,64 +52,18 @@ using prefstore::testing::check_property;
 using prefstore::testing::TestCluster;
 
 // ------------------------------------------------------------------------------------------
-// Exact renderings (doubles in hexadecimal).
+// Exact renderings (tests/support/render.hpp).
 
-std::string render_double(double d) {
-  std::ostringstream os;
-  os.precision(17);
-  os << d << " (" << std::hexfloat << d << ")";
-  return os.str();
-}
+using prefstore::testing::render;
+using prefstore::testing::render_values;
+using prefstore::testing::value_line;
 
-std::string render(const Value& value) {
-  switch (value.index()) {
-    case 0:
-      return std::get<bool>(value) ? "true" : "false";
-    case 1:
-      return "int " + std::to_string(std::get<std::int64_t>(value));
-    case 2:
-      return "double " + render_double(std::get<double>(value));
-    case 3:
-      return "\"" + std::get<std::string>(value) + "\"";
-    default: {
-      std::string out = "[";
-      for (const auto& item : std::get<StringList>(value)) out += "\"" + item + "\",";
-      return out + "]";
-    }
-  }
-}
-
-std::string render(const std::optional<Value>& value) {
-  return value ? render(*value) : std::string("(reset)");
-}
-
-std::string render(const PreferenceState& state) {
-  std::string out;
-  for (const auto& [key, e] : state) {
-    out += key + " = " + render(e.value) + " v" + std::to_string(e.version) + " at " +
-           std::to_string(to_unix_micros(e.updated_at)) + " by " + e.updated_by + " pos " +
-           std::to_string(e.last_position) + "\n";
-  }
-  return out;
-}
-
-std::string render_values(const PreferenceState& state) {
-  std::string out;
-  for (const auto& [key, e] : state) out += key + " = " + render(e.value) + "\n";
-  return out;
-}
-
+// The values a user set (not the defaults), in render_values' form.
 std::string render_values(const std::map<std::string, ResolvedPreference>& all) {
   std::string out;
   for (const auto& [key, r] : all) {
-    if (!r.is_default) out += key + " = " + render(r.value) + "\n";
+    if (!r.is_default) out += value_line(key, r.value);
   }
-  return out;
-}
-
-std::string render(const std::vector<RestoredPreference>& changes) {
-  std::string out;
-  for (const auto& c : changes) out += c.key + " -> " + render(c.value) + "\n";
   return out;
 }
 
@@ -276,7 +231,7 @@ struct TravelModel {
 
 std::string render_values(const ModelView& v) {
   std::string out;
-  for (const auto& [key, e] : v.entries) out += key + " = " + render(e.value) + "\n";
+  for (const auto& [key, e] : v.entries) out += value_line(key, e.value);
   return out;
 }
 
@@ -779,31 +734,50 @@ std::vector<RecordedEvent> ten_events_with_snapshots(Store& store) {
   return store.history("ada");
 }
 
+// Changes ada's snapshot at `version` in place: `set` is the SET clause of an UPDATE of its row,
+// with `params` as $2, $3, ...
+void change_snapshot(Store& store, std::int64_t version, const std::string& set,
+                     std::vector<storage::SqlValue> params = {}) {
+  params.insert(params.begin(), std::string("ada"));
+  exec_sql(store,
+           "UPDATE prefstore.snapshots SET " + set +
+               " WHERE stream_id = $1 AND stream_version = " + std::to_string(version),
+           params);
+}
+
+// The read skipped exactly one snapshot, the one at `version`, for a reason naming `problem`.
+void expect_one_bad_snapshot(const storage::StreamState& got, std::int64_t version,
+                             const std::string& problem) {
+  ASSERT_EQ(got.bad_snapshots.size(), 1u);
+  EXPECT_EQ(got.bad_snapshots[0].stream_version, version);
+  EXPECT_NE(got.bad_snapshots[0].problem.find(problem), std::string::npos)
+      << got.bad_snapshots[0].problem;
+}
+
+// ada's snapshot at `version` is there, intact and in format 1: rewritten from the events.
+void expect_rewritten(Store& store, std::int64_t version) {
+  const auto info = snapshot_at(store, "ada", version);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_TRUE(info->intact);
+  EXPECT_EQ(info->format_version, 1);
+}
+
 TEST_F(TimeTravelTest, ASnapshotWithAFlippedByteIsSkippedReportedAndRewritten) {
   auto store = open(3);
   const auto history = ten_events_with_snapshots(*store);
   ASSERT_EQ(snapshot_versions(*store, "ada"), (std::vector<std::int64_t>{3, 6, 9}));
-  exec_sql(*store,
-           "UPDATE prefstore.snapshots SET state = set_byte(state, 12, get_byte(state, 12) # 1) "
-           "WHERE stream_id = $1 AND stream_version = 6",
-           {std::string("ada")});
+  change_snapshot(*store, 6, "state = set_byte(state, 12, get_byte(state, 12) # 1)");
   ASSERT_FALSE(snapshot_at(*store, "ada", 6)->intact);
 
   const auto got = store->state_as_of("ada", AsOf::at_version(7));
   EXPECT_EQ(render(got.state), render(fold(history, AsOf::at_version(7))));
-  ASSERT_EQ(got.bad_snapshots.size(), 1u);
-  EXPECT_EQ(got.bad_snapshots[0].stream_version, 6);
-  EXPECT_NE(got.bad_snapshots[0].problem.find("checksum"), std::string::npos)
-      << got.bad_snapshots[0].problem;
+  ASSERT_NO_FATAL_FAILURE(expect_one_bad_snapshot(got, 6, "checksum"));
   EXPECT_EQ(got.snapshot_version, 3);
   EXPECT_EQ(got.events_replayed, 4);
 
   // Rewritten from the events: intact again, and used by the next read.
-  const auto info = snapshot_at(*store, "ada", 6);
-  ASSERT_TRUE(info.has_value());
-  EXPECT_TRUE(info->intact);
-  EXPECT_EQ(info->format_version, 1);
-  EXPECT_EQ(info->last_position, history[5].global_position);
+  ASSERT_NO_FATAL_FAILURE(expect_rewritten(*store, 6));
+  EXPECT_EQ(snapshot_at(*store, "ada", 6)->last_position, history[5].global_position);
   const auto again = store->state_as_of("ada", AsOf::at_version(7));
   EXPECT_TRUE(again.bad_snapshots.empty());
   EXPECT_EQ(again.snapshot_version, 6);
@@ -814,25 +788,16 @@ TEST_F(TimeTravelTest, ASnapshotWithAFlippedByteIsSkippedReportedAndRewritten) {
 TEST_F(TimeTravelTest, ASnapshotOfAnUnknownFormatIsSkippedReportedAndRewritten) {
   auto store = open(3);
   const auto history = ten_events_with_snapshots(*store);
-  exec_sql(*store,
-           "UPDATE prefstore.snapshots SET format_version = 99 "
-           "WHERE stream_id = $1 AND stream_version = 9",
-           {std::string("ada")});
+  change_snapshot(*store, 9, "format_version = 99");
   ASSERT_FALSE(snapshot_at(*store, "ada", 9)->intact);
 
   const auto got = store->state_as_of("ada", AsOf::latest());
   EXPECT_EQ(render(got.state), render(fold(history, AsOf::latest())));
-  ASSERT_EQ(got.bad_snapshots.size(), 1u);
-  EXPECT_EQ(got.bad_snapshots[0].stream_version, 9);
-  EXPECT_NE(got.bad_snapshots[0].problem.find("99"), std::string::npos)
-      << got.bad_snapshots[0].problem;
+  ASSERT_NO_FATAL_FAILURE(expect_one_bad_snapshot(got, 9, "99"));
   EXPECT_EQ(got.snapshot_version, 6);
   EXPECT_EQ(got.events_replayed, 4);
 
-  const auto info = snapshot_at(*store, "ada", 9);
-  ASSERT_TRUE(info.has_value());
-  EXPECT_TRUE(info->intact);
-  EXPECT_EQ(info->format_version, 1);
+  ASSERT_NO_FATAL_FAILURE(expect_rewritten(*store, 9));
   EXPECT_EQ(store->state_as_of("ada", AsOf::latest()).snapshot_version, 9);
 }
 
@@ -870,10 +835,8 @@ TEST_F(TimeTravelTest, UndecodableSnapshotsWithMatchingChecksumsAreSkippedDownTo
 TEST_F(TimeTravelTest, ASnapshotWhosePlaceWasChangedFailsItsChecksum) {
   auto store = open(3);
   const auto history = ten_events_with_snapshots(*store);
-  exec_sql(*store,
-           "UPDATE prefstore.snapshots SET last_position = $2::bigint "
-           "WHERE stream_id = $1 AND stream_version = 9",
-           {std::string("ada"), std::to_string(history[4].global_position)});
+  change_snapshot(*store, 9, "last_position = $2::bigint",
+                  {std::to_string(history[4].global_position)});
   ASSERT_FALSE(snapshot_at(*store, "ada", 9)->intact);
   const auto got = store->state_as_of("ada", AsOf::at_position(history[4].global_position));
   EXPECT_EQ(render(got.state), render(fold(history, AsOf::at_version(5))));
@@ -917,8 +880,8 @@ TEST_F(TimeTravelTest, RestoreWithKeysRestoresOnlyThoseKeys) {
 
   const auto all = store->get_all("ada");
   EXPECT_EQ(render_values(all),
-            "a.minutes = int 1\na.timezone = \"Asia/Tokyo\"\n"
-            "b.ratio = double 0.5 (0x1p-1)\n");
+            "\"a.minutes\" = int 1\n\"a.timezone\" = string \"Asia/Tokyo\"\n"
+            "\"b.ratio\" = double 0.5 (0x1p-1)\n");
   const auto last = store->history("ada").back();
   EXPECT_EQ(last.metadata.actor, "ops");
   EXPECT_EQ(last.metadata.reason, "ticket 7");
@@ -940,7 +903,8 @@ TEST_F(TimeTravelTest, DryRunAppendsNothingAndReturnsThePlan) {
   EXPECT_EQ(plan.current_version, 3);
   EXPECT_FALSE(plan.appended.has_value());
   EXPECT_EQ(store->history("ada"), before);
-  EXPECT_EQ(render_values(store->get_all("ada")), "a.minutes = int 2\na.timezone = \"UTC\"\n");
+  EXPECT_EQ(render_values(store->get_all("ada")),
+            "\"a.minutes\" = int 2\n\"a.timezone\" = string \"UTC\"\n");
 }
 
 TEST_F(TimeTravelTest, RestoringToTheCurrentStateAppendsNothing) {
@@ -998,7 +962,8 @@ TEST_F(TimeTravelTest, PreferencesCurrentAgreesWithTheFoldAfterARestore) {
   const PreferenceState folded = fold(history, AsOf::latest());
   EXPECT_EQ(render(storage::CurrentState(store->pool()).get_all("ada")), render(folded));
   EXPECT_EQ(render_values(folded),
-            "a.timezone = \"UTC\"\nb.flags = [\"a\",\"b\",]\ncalendar.minutes = int 45\n");
+            "\"a.timezone\" = string \"UTC\"\n\"b.flags\" = list [\"a\", \"b\"]\n"
+            "\"calendar.minutes\" = int 45\n");
   const auto all = store->get_all("ada");
   ASSERT_EQ(all.count("calendar.minutes"), 1u);
   EXPECT_FALSE(all.at("calendar.minutes").is_default);

@@ -3,41 +3,17 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <map>
+#include <optional>
+#include <string>
 
 #include "prefstore/errors.hpp"
+#include "scoped_environment.hpp"
 
 namespace prefstore::storage {
 namespace {
 
-// Sets environment variables for one test and restores them afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv() {
-    for (const char* name : kNames) {
-      if (const char* v = std::getenv(name)) m_saved[name] = v;
-      ::unsetenv(name);
-    }
-  }
-  ~ScopedEnv() {
-    for (const char* name : kNames) {
-      ::unsetenv(name);
-      if (auto it = m_saved.find(name); it != m_saved.end()) ::setenv(name, it->second.c_str(), 1);
-    }
-  }
-  void set(const char* name, const char* value) { ::setenv(name, value, 1); }
-
- private:
-  static constexpr const char* kNames[] = {"PREFSTORE_DATABASE_URL",
-                                           "PGHOST",
-                                           "PGHOSTADDR",
-                                           "PGPORT",
-                                           "PGDATABASE",
-                                           "PGUSER",
-                                           "PGSERVICE"};
-  std::map<std::string, std::string> m_saved;
-};
+// Clears the database variables for one test, sets some, and restores them afterwards.
+using ScopedEnv = prefstore::testing::ScopedDatabaseEnvironment;
 
 TEST(ConfiguredDatabaseUrl, NoneMeansTheLocalServer) {
   ScopedEnv env;
