@@ -19,6 +19,7 @@
 
 #include "prefstore/storage/event_log.hpp"
 #include "prefstore/storage/local_server.hpp"
+#include "prefstore/storage/migrations.hpp"
 
 namespace prefstore::bench {
 
@@ -74,6 +75,36 @@ inline storage::LocalServerOptions throwaway_server(const std::string& name) {
   local.durable = false;
   local.settings = {{"shared_buffers", "512MB"}, {"max_wal_size", "4GB"}};
   return local;
+}
+
+// Runs a benchmark program's body against a throwaway, migrated local server (folder `dir`),
+// then stops the server and removes its folders. Returns the program's exit code: 1 (with the
+// message on stderr) when the body throws.
+inline int with_throwaway_server(
+    const std::string& program,
+    const std::function<void(storage::LocalServer&, const std::filesystem::path& dir)>& body) {
+  const auto local = throwaway_server(program);
+  storage::LocalServer server(local);
+  int rc = 0;
+  try {
+    server.start();
+    {
+      storage::ConnectionPool pool(pool_options(server.url()));
+      (void)storage::MigrationRunner(pool).migrate();
+    }
+    body(server, local.home);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "prefstore_%s: %s\n", program.c_str(), e.what());
+    rc = 1;
+  }
+  try {
+    server.stop(storage::StopMode::immediate);
+  } catch (...) {
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(server.cluster_dir(), ec);
+  std::filesystem::remove_all(local.home, ec);
+  return rc;
 }
 
 // Event i of the calendar log: users changing their time zone, meeting length and reminder

@@ -40,17 +40,9 @@ using bench::pool_options;
 int main(int argc, char** argv) {
   const std::int64_t events = argc > 1 ? std::stoll(argv[1]) : 1000000;
   const std::string results = argc > 2 ? argv[2] : "";
-  const auto local = bench::throwaway_server("rebuild-bench");
-  const std::filesystem::path dir = local.home;
-  storage::LocalServer server(local);
-  int rc = 0;
-  try {
-    server.start();
+  return bench::with_throwaway_server("rebuild_bench", [&](storage::LocalServer& server,
+                                                           const std::filesystem::path& /*dir*/) {
     const std::string url = server.url();
-    {
-      storage::ConnectionPool pool(pool_options(url));
-      (void)storage::MigrationRunner(pool).migrate();
-    }
     // The log: users of the calendar assistant changing their time zone, meeting length and
     // reminder channels, imported in bulk, 50,000 events at a time.
     const auto import_started = Clock::now();
@@ -108,16 +100,5 @@ int main(int argc, char** argv) {
     table += line;
     std::cout << table;
     if (!results.empty()) std::ofstream(results) << table;
-  } catch (const std::exception& e) {
-    std::cerr << "prefstore_rebuild_bench: " << e.what() << "\n";
-    rc = 1;
-  }
-  try {
-    server.stop(storage::StopMode::immediate);
-  } catch (...) {
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(server.cluster_dir(), ec);
-  std::filesystem::remove_all(dir, ec);
-  return rc;
+  });
 }

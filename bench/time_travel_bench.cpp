@@ -65,16 +65,11 @@ Latency measure_reads(Store& store, const std::string& user, std::int64_t versio
 int main(int argc, char** argv) {
   const std::int64_t events = argc > 1 ? std::stoll(argv[1]) : 1000000;
   const std::string results = argc > 2 ? argv[2] : "";
-  const auto local = bench::throwaway_server("time-travel-bench");
-  const std::filesystem::path dir = local.home;
-  storage::LocalServer server(local);
-  int rc = 0;
-  try {
-    server.start();
+  return bench::with_throwaway_server("time_travel_bench", [&](storage::LocalServer& server,
+                                                               const std::filesystem::path& dir) {
     const std::string url = server.url();
     {
       storage::ConnectionPool pool(pool_options(url));
-      (void)storage::MigrationRunner(pool).migrate();
       storage::EventLog log(pool);
       bench::import_calendar_log(log, events);
     }
@@ -181,16 +176,5 @@ int main(int argc, char** argv) {
                             asof_table;
     std::cout << out;
     if (!results.empty()) std::ofstream(results) << out;
-  } catch (const std::exception& e) {
-    std::cerr << "prefstore_time_travel_bench: " << e.what() << "\n";
-    rc = 1;
-  }
-  try {
-    server.stop(storage::StopMode::immediate);
-  } catch (...) {
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(server.cluster_dir(), ec);
-  std::filesystem::remove_all(dir, ec);
-  return rc;
+  });
 }
