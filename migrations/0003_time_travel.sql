@@ -62,7 +62,8 @@ COMMENT ON COLUMN prefstore.backup_history.since_position IS
     'The backup holds events with global_position > since_position; 0 for a full backup.';
 COMMENT ON COLUMN prefstore.backup_history.until_position IS
     'Every event with global_position in (since_position, until_position] is in the backup. '
-    'For a restore cut short (--until, --position): the last position restored.';
+    'For a restore cut short (--until, --position): every event of the file up to this '
+    'position was restored (events of later positions may have been restored too).';
 COMMENT ON COLUMN prefstore.backup_history.events IS 'Events written or restored.';
 COMMENT ON COLUMN prefstore.backup_history.snapshots IS 'Snapshots written or restored.';
 COMMENT ON COLUMN prefstore.backup_history.source IS

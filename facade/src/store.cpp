@@ -1,5 +1,6 @@
 #include "prefstore/store.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <set>
@@ -449,10 +450,7 @@ RestoreAllProgress Store::restore_all(
       try {
         const RestorePlan plan = restore(user, to, one);
         if (!plan.changes.empty()) ++run.restored;
-      } catch (const ValidationError& e) {
-        ++run.failed;
-        if (run.failures.size() < 100) run.failures.push_back(user + ": " + e.what());
-      } catch (const ConflictError& e) {
+      } catch (const Error& e) {  // this user's restore failed; the others go on
         ++run.failed;
         if (run.failures.size() < 100) run.failures.push_back(user + ": " + e.what());
       }
@@ -484,11 +482,15 @@ storage::BackupRestoreSummary Store::restore_backup(const std::filesystem::path&
                                                     const storage::BackupRestoreOptions& options) {
   storage::BackupRestoreOptions o = options;
   o.reset_tables.clear();
+  o.reset_projections.clear();
   for (const auto& p : projections::default_projections()) {
+    const auto& inline_here = m_impl->options.inline_projections;
+    if (std::any_of(inline_here.begin(), inline_here.end(),
+                    [&](const auto& q) { return q->name() == p->name(); })) {
+      continue;  // written again below, inline
+    }
+    o.reset_projections.push_back(p->name());
     for (const auto& table : p->tables()) o.reset_tables.push_back(table);
-  }
-  for (const auto& p : m_impl->options.inline_projections) {  // written again below, inline
-    for (const auto& table : p->tables()) std::erase(o.reset_tables, table);
   }
   std::vector<std::shared_ptr<projections::Projection>> inline_models{
       std::make_shared<projections::CurrentStateProjection>()};

@@ -322,14 +322,16 @@ BackupRestoreSummary restore_backup(ConnectionPool& pool, const std::filesystem:
     pqxx::work tx(detail::native(handle));
     // Appends wait (their ROW EXCLUSIVE conflicts); plain reads go on.
     tx.exec("LOCK TABLE prefstore.streams, prefstore.events IN EXCLUSIVE MODE");
+    // Both by index: a restore onto a large log must not scan it while appends wait.
     const auto present = tx.exec(
-        "SELECT count(*), coalesce(max(global_position), 0) FROM "
-        "prefstore.events")[0];
+        "SELECT EXISTS (SELECT FROM prefstore.events)::int, coalesce(max(global_position), 0) "
+        "FROM prefstore.events")[0];
     const std::int64_t events_here = present[0].as<std::int64_t>();
     if (header.since_position == 0) {
       if (events_here > 0 && !options.allow_non_empty) {
-        throw UsageError("restore: the database already holds " + std::to_string(events_here) +
-                         " events; restore a full backup into an empty database (a new database "
+        throw UsageError("restore: the database already holds events (up to position " +
+                         present[1].as<std::string>() +
+                         "); restore a full backup into an empty database (a new database "
                          "after `prefstore migrate`), or pass --force to add the file's events to "
                          "those there");
       }
@@ -365,7 +367,10 @@ BackupRestoreSummary restore_backup(ConnectionPool& pool, const std::filesystem:
     };
     // Asynchronous read models start again from the beginning of the log (pitfall 9). First,
     // so that inline read models among them are written afresh below.
-    tx.exec("DELETE FROM prefstore.projection_checkpoints");
+    for (const auto& name : options.reset_projections) {
+      tx.exec_params("DELETE FROM prefstore.projection_checkpoints WHERE projection_name = $1",
+                     name);
+    }
     for (const auto& table : options.reset_tables) tx.exec("TRUNCATE prefstore." + table);
     detail::BorrowedTransaction borrowed{tx};
     UnitOfWork uow(borrowed);

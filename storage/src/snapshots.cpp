@@ -261,16 +261,18 @@ std::vector<SnapshotInfo> list_snapshots(ConnectionPool& pool, std::optional<std
 std::int64_t prune_snapshots(ConnectionPool& pool, std::int64_t keep) {
   if (keep < 1) throw UsageError("prune_snapshots: keep must be at least 1");
   UnitOfWork uow(pool);
-  const auto rows = uow.exec(
-      "WITH ranked AS (SELECT stream_id, stream_version, row_number() OVER "
-      "(PARTITION BY stream_id ORDER BY stream_version DESC) AS n, "
-      "" + std::string(kChecksumSql) +
-          " <> checksum AS bad FROM prefstore.snapshots), "
-          "gone AS (DELETE FROM prefstore.snapshots s USING ranked r WHERE s.stream_id = "
-          "r.stream_id "
-          "AND s.stream_version = r.stream_version AND (r.n > $1::bigint OR r.bad) RETURNING 1) "
-          "SELECT count(*) FROM gone",
-      {std::to_string(keep)});
+  // Corrupt rows go; of the intact ones, the newest `keep` per stream stay (corrupt rows do not
+  // count towards them).
+  const std::string sql =
+      "WITH checked AS (SELECT stream_id, stream_version, " + std::string(kChecksumSql) +
+      " <> checksum OR format_version <> " + std::to_string(kSnapshotFormatVersion) +
+      " AS bad FROM prefstore.snapshots), "
+      "ranked AS (SELECT stream_id, stream_version, bad, row_number() OVER "
+      "(PARTITION BY stream_id, bad ORDER BY stream_version DESC) AS n FROM checked), "
+      "gone AS (DELETE FROM prefstore.snapshots s USING ranked r WHERE s.stream_id = r.stream_id "
+      "AND s.stream_version = r.stream_version AND (r.bad OR r.n > $1::bigint) RETURNING 1) "
+      "SELECT count(*) FROM gone";
+  const auto rows = uow.exec(sql, {std::to_string(keep)});
   uow.commit();
   return to_int(rows.at(0)[0]);
 }

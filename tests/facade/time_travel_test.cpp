@@ -1289,6 +1289,46 @@ TEST_F(TimeTravelTest, PruneKeepsTheNewestSnapshotsOfEveryStream) {
   EXPECT_EQ(snapshot_versions(*store, "bob"), (std::vector<std::int64_t>{2}));
 }
 
+// Regression (review finding): corrupt rows were ranked with the intact ones, so with keep 1 a
+// corrupt newest snapshot took the place of the one to keep and the stream lost every snapshot.
+TEST_F(TimeTravelTest, PruneKeepsIntactSnapshotsWhenTheNewestIsCorrupt) {
+  auto store = open(2);
+  for (int k = 0; k < 6; ++k) (void)store->set("bob", "a.minutes", i(k));
+  ASSERT_EQ(snapshot_versions(*store, "bob"), (std::vector<std::int64_t>{2, 4, 6}));
+  exec_sql(*store,
+           "UPDATE prefstore.snapshots SET state = set_byte(state, 3, get_byte(state, 3) # 4) "
+           "WHERE stream_id = $1 AND stream_version = 6",
+           {std::string("bob")});
+  EXPECT_EQ(storage::prune_snapshots(store->pool(), 1), 2);
+  EXPECT_EQ(snapshot_versions(*store, "bob"), (std::vector<std::int64_t>{4}));
+}
+
+// Regression (review finding): restore_all stopped at the first user whose history cannot be
+// read (CorruptDataError), although its contract is that a failing user is listed and the run
+// goes on.
+TEST_F(TimeTravelTest, RestoreAllGoesOnPastAUserWhoseHistoryCannotBeRead) {
+  auto store = open();
+  const auto t0 = store->set("amy", "a.minutes", i(1)).recorded_at;
+  (void)store->set("cat", "a.minutes", i(1));
+  (void)store->set("amy", "a.minutes", i(2));
+  (void)store->set("cat", "a.minutes", i(2));
+  // "bob" holds an event of a type this build does not know.
+  exec_sql(*store,
+           "WITH s AS (INSERT INTO prefstore.streams (stream_id, version, last_recorded_at) "
+           "VALUES ($1, 1, now()) RETURNING stream_id) INSERT INTO prefstore.events "
+           "(stream_id, stream_version, event_id, event_type, schema_version, payload, "
+           "recorded_at) SELECT stream_id, 1, gen_random_uuid(), 'FromTheFuture', 1, '{}', now() "
+           "FROM s",
+           {std::string("bob")});
+  const auto run = store->restore_all(AsOf::at_time(t0));
+  EXPECT_EQ(run.users, 3);
+  EXPECT_EQ(run.failed, 1);
+  ASSERT_EQ(run.failures.size(), 1u);
+  EXPECT_EQ(run.failures[0].rfind("bob: ", 0), 0u) << run.failures[0];
+  EXPECT_EQ(run.restored, 2);
+  EXPECT_EQ(store->get("amy", "a.minutes"), Value(i(1)));
+}
+
 TEST_F(TimeTravelTest, SnapshotAllWritesOnePerUserStreamAndSkipsDefinitionStreams) {
   auto store = open();
   define_minutes(*store, 60);

@@ -39,9 +39,11 @@ struct BackupOptions {
   std::int64_t since_position = 0;
   // Records per chunk of the file. Default 1000.
   std::size_t chunk_records = 1000;
-  // Longest wait for the appends in flight to finish (lock_timeout of the SHARE lock). Default
-  // 30 s; then UnavailableError, and nothing is written.
-  std::chrono::milliseconds settle_timeout{30000};
+  // Longest wait for the appends in flight to finish (lock_timeout of the SHARE lock; new
+  // appends queue behind the waiting lock, so keep it short). Default 2 s; then the backup fails
+  // with a transient error and nothing is written: try again. The SHARE lock needs a role with
+  // UPDATE, DELETE or TRUNCATE on prefstore.events (the owner).
+  std::chrono::milliseconds settle_timeout{2000};
   // Called every chunk and at the end. Default: none.
   std::function<void(const BackupProgress&)> progress;
 };
@@ -70,9 +72,11 @@ struct BackupRestoreOptions {
   bool allow_non_empty = false;
   // Events per batch while inserting and while replaying to `on_events`. Default 2000.
   std::size_t batch_size = 2000;
-  // Tables (unqualified, schema prefstore) emptied in the restore's transaction: the read models
-  // of asynchronous projections, whose checkpoints the restore deletes (they start again from
-  // the beginning of the log: DESIGN pitfall 9).
+  // Asynchronous projections started again from the beginning of the log (DESIGN pitfall 9):
+  // their checkpoints are deleted, and their tables (unqualified, schema prefstore) emptied, in
+  // the restore's transaction. Other checkpoints stay: the restored events get a transaction id
+  // newer than any they hold, so those projections simply read them next.
+  std::vector<std::string> reset_projections;
   std::vector<std::string> reset_tables;
   // Called in the restore's transaction with the restored events, in position order, one batch
   // at a time: the inline read models write their rows here (preference_definitions is written
@@ -94,7 +98,7 @@ struct BackupRestoreSummary {
 // inserting (a bad chunk aborts the transaction: nothing is written), keeps each event's
 // position, id, version and time, writes them with the restore's transaction id (pitfall 9),
 // moves the position sequence past them, rebuilds preference_definitions, calls on_events, resets
-// the asynchronous projections and records the restore in prefstore.backup_history.
+// the projections of reset_projections and records the restore in prefstore.backup_history.
 // An incremental file (since_position > 0) is accepted only on top of the chain it continues: the
 // newest restore recorded here must end at its since_position.
 // Throws CorruptDataError for a bad file, UsageError for a refused target (non-empty database,
