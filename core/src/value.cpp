@@ -212,8 +212,25 @@ void check_storable(std::string_view key, const Value& value) {
                             " is not a finite number (NaN and infinities cannot be stored)");
     }
   } else if (const auto* s = std::get_if<std::string>(&value)) {
+    if (s->size() > kMaxValueBytes) {
+      throw ValidationError(std::string(key) + ": the string is " + std::to_string(s->size()) +
+                            " bytes long; a value may hold at most " +
+                            std::to_string(kMaxValueBytes) + " bytes");
+    }
     check_storable_string(key, *s, "the string");
   } else if (const auto* items = std::get_if<StringList>(&value)) {
+    if (items->size() > kMaxListItems) {
+      throw ValidationError(std::string(key) + ": the list has " + std::to_string(items->size()) +
+                            " items; a list may hold at most " + std::to_string(kMaxListItems) +
+                            " items");
+    }
+    std::size_t bytes = 0;
+    for (const std::string& item : *items) bytes += item.size();
+    if (bytes > kMaxValueBytes) {
+      throw ValidationError(std::string(key) + ": the list's items add up to " +
+                            std::to_string(bytes) + " bytes; a value may hold at most " +
+                            std::to_string(kMaxValueBytes) + " bytes");
+    }
     for (std::size_t i = 0; i < items->size(); ++i) {
       check_storable_string(key, (*items)[i], "item " + std::to_string(i + 1));
     }

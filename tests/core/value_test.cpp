@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -412,6 +413,50 @@ TEST(Value, FormatValueIsReadable) {
   EXPECT_EQ(format_value(2.5), "2.5");
   EXPECT_EQ(format_value(std::string("Europe/Berlin")), "Europe/Berlin");
   EXPECT_EQ(format_value(StringList{"email", "push"}), "[email, push]");
+}
+
+}  // namespace
+}  // namespace prefstore
+
+namespace prefstore {
+namespace {
+
+// Issue 6 (bad input): the size limits of a value, at and just over each limit, with errors
+// that name the key, the size found and the limit.
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ValidationError& e) {
+    return e.what();
+  }
+  return "(no ValidationError)";
+}
+
+TEST(ValueLimits, AStringMayHoldUpToTheLimitInBytes) {
+  EXPECT_NO_THROW(check_storable("profile.bio", Value(std::string(kMaxValueBytes, 'a'))));
+  // Multi-byte characters count by bytes: 21,846 three-byte characters are over 64 KiB.
+  std::string euro;
+  for (std::size_t i = 0; i < kMaxValueBytes / 3 + 1; ++i) euro += "\xE2\x82\xAC";
+  const std::string m = message_of([&] { check_storable("profile.bio", Value(euro)); });
+  EXPECT_NE(m.find("profile.bio"), std::string::npos) << m;
+  EXPECT_NE(m.find(std::to_string(euro.size()) + " bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find(std::to_string(kMaxValueBytes)), std::string::npos) << m;
+  EXPECT_LT(m.size(), 400u) << "the message must not repeat the whole value";
+  EXPECT_THROW(check_storable("k", Value(std::string(kMaxValueBytes + 1, 'a'))), ValidationError);
+}
+
+TEST(ValueLimits, AListIsLimitedInItemsAndInTotalBytes) {
+  EXPECT_NO_THROW(check_storable("k", Value(StringList(kMaxListItems, "email"))));
+  const std::string items = message_of(
+      [&] { check_storable("notifications.channels", Value(StringList(kMaxListItems + 1, "x"))); });
+  EXPECT_NE(items.find("notifications.channels"), std::string::npos) << items;
+  EXPECT_NE(items.find(std::to_string(kMaxListItems + 1) + " items"), std::string::npos) << items;
+  // Few items, too many bytes together.
+  const StringList big(3, std::string(kMaxValueBytes / 3 + 1, 'b'));
+  const std::string bytes = message_of([&] { check_storable("k", Value(big)); });
+  EXPECT_NE(bytes.find(std::to_string(3 * (kMaxValueBytes / 3 + 1)) + " bytes"), std::string::npos)
+      << bytes;
+  EXPECT_NO_THROW(check_storable("k", Value(StringList(2, std::string(kMaxValueBytes / 2, 'c')))));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 // (PostgreSQL's jsonb has no negative zero). Thread-safety: plain values; functions are pure.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -28,9 +29,16 @@ enum class ValueType { boolean, integer, number, string, string_list };
 // std::nullopt when name is not one of the persisted names.
 [[nodiscard]] std::optional<ValueType> parse_value_type(std::string_view name) noexcept;
 
+// The largest value a preference may hold: a string of at most kMaxValueBytes bytes of UTF-8,
+// a string_list of at most kMaxListItems items whose bytes add up to at most kMaxValueBytes.
+// Preferences are small settings; the limits keep one write from bloating the log, every
+// snapshot and every backup of the user.
+inline constexpr std::size_t kMaxValueBytes = 64 * 1024;
+inline constexpr std::size_t kMaxListItems = 1000;
+
 // Throws ValidationError naming `key` and the value when the value cannot be stored exactly:
 // a string (or list item) that is not valid UTF-8 or contains NUL, or a double that is NaN or
-// infinite.
+// infinite; or when it is over the limits above (naming the limit and the size found).
 void check_storable(std::string_view key, const Value& value);
 
 // The value with -0.0 replaced by 0.0 (what a store returns after storing it).
