@@ -22,32 +22,64 @@ using prefstore::testing::check_property;
 using prefstore::testing::TestCluster;
 using prefstore::testing::utf8;
 
-const std::vector<std::string> kHostile = {
-    "'", "\"", "\\", "''", "\\'", "'; DROP TABLE prefstore.events; --", "\" OR 1=1 --",
-    "$1", "$2::text", "%s", "%n", "{preferences_current}", "{}", "[]", "null", "NULL",
-    "\\x00", "\\u0000", "E'\\n'", "\t", "\n", "\r\n", " ", "\u202e", "\u200b", "🙂",
-    "Ω", "e\u0301", "𝕏", "<script>", "?", ":name", "@p", "--", "/*", "*/", ";"};
+const std::vector<std::string> kHostile = {"'",
+                                           "\"",
+                                           "\\",
+                                           "''",
+                                           "\\'",
+                                           "'; DROP TABLE prefstore.events; --",
+                                           "\" OR 1=1 --",
+                                           "$1",
+                                           "$2::text",
+                                           "%s",
+                                           "%n",
+                                           "{preferences_current}",
+                                           "{}",
+                                           "[]",
+                                           "null",
+                                           "NULL",
+                                           "\\x00",
+                                           "\\u0000",
+                                           "E'\\n'",
+                                           "\t",
+                                           "\n",
+                                           "\r\n",
+                                           " ",
+                                           "\u202e",
+                                           "\u200b",
+                                           "🙂",
+                                           "Ω",
+                                           "e\u0301",
+                                           "𝕏",
+                                           "<script>",
+                                           "?",
+                                           ":name",
+                                           "@p",
+                                           "--",
+                                           "/*",
+                                           "*/",
+                                           ";"};
 
 // Text for a field: pieces of hostile text and random code points (no NUL, valid UTF-8; the
 // control characters only where `controls` says they are allowed).
 rc::Gen<std::string> hostile_text(bool controls) {
-  return rc::gen::map(
-      rc::gen::container<std::vector<std::string>>(rc::gen::oneOf(
-          rc::gen::elementOf(kHostile),
-          rc::gen::map(rc::gen::inRange<std::uint32_t>(0x20, 0x2FFF),
-                       [](std::uint32_t cp) { return utf8(cp); }),
-          rc::gen::map(rc::gen::inRange<std::uint32_t>(0x1F300, 0x1F6FF),
-                       [](std::uint32_t cp) { return utf8(cp); }))),
-      [controls](std::vector<std::string> pieces) {
-        std::string out;
-        for (const auto& p : pieces) {
-          bool has_control = false;
-          for (const unsigned char c : p) has_control = has_control || c < 0x20 || c == 0x7F;
-          if (has_control && !controls) continue;
-          out += p;
-        }
-        return out;
-      });
+  return rc::gen::map(rc::gen::container<std::vector<std::string>>(rc::gen::oneOf(
+                          rc::gen::elementOf(kHostile),
+                          rc::gen::map(rc::gen::inRange<std::uint32_t>(0x20, 0x2FFF),
+                                       [](std::uint32_t cp) { return utf8(cp); }),
+                          rc::gen::map(rc::gen::inRange<std::uint32_t>(0x1F300, 0x1F6FF),
+                                       [](std::uint32_t cp) { return utf8(cp); }))),
+                      [controls](std::vector<std::string> pieces) {
+                        std::string out;
+                        for (const auto& p : pieces) {
+                          bool has_control = false;
+                          for (const unsigned char c : p)
+                            has_control = has_control || c < 0x20 || c == 0x7F;
+                          if (has_control && !controls) continue;
+                          out += p;
+                        }
+                        return out;
+                      });
 }
 
 TEST(InputSafety, HostileTextInEveryFieldRoundTripsExactly) {
@@ -76,8 +108,8 @@ TEST(InputSafety, HostileTextInEveryFieldRoundTripsExactly) {
         m.reason = *hostile_text(true);
         m.correlation_id = *hostile_text(true);
         m.causation_id = *hostile_text(true);
-        for (std::string* f : {&m.actor, &m.source, &m.reason, &m.correlation_id,
-                               &m.causation_id}) {
+        for (std::string* f :
+             {&m.actor, &m.source, &m.reason, &m.correlation_id, &m.causation_id}) {
           if (f->size() > kMaxMetadataFieldLength) f->clear();
         }
         try {
@@ -100,8 +132,9 @@ TEST(InputSafety, HostileTextInEveryFieldRoundTripsExactly) {
         RC_ASSERT(std::get<PreferenceSet>(events[0].data).value == Value(text));
         // Nothing else was touched: the log holds exactly the writes made.
         pqxx::nontransaction tx(raw);
-        RC_ASSERT(tx.exec("SELECT count(*) FROM prefstore.events WHERE left(stream_id, 1) <> '$'")[0][0]
-                      .as<std::int64_t>() == writes);
+        RC_ASSERT(
+            tx.exec("SELECT count(*) FROM prefstore.events WHERE left(stream_id, 1) <> '$'")[0][0]
+                .as<std::int64_t>() == writes);
       },
       60, 40);
 }
