@@ -37,11 +37,13 @@ bench: build
 sanitize:
 	@$(MAKE) test BUILD_DIR=build-sanitize BUILD_TYPE=Debug CMAKE_FLAGS="-DPREFSTORE_SANITIZE=ON -DPREFSTORE_BUILD_BENCH=OFF -DPREFSTORE_WERROR=OFF"
 
+# Tracked files and new ones not yet added (but not ignored ones such as build/).
 format:
-	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+	@git ls-files --cached --others --exclude-standard '*.cpp' '*.hpp' | xargs clang-format -i
 
 format-check:
-	@git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
+	@git ls-files --cached --others --exclude-standard '*.cpp' '*.hpp' | \
+	  xargs clang-format --dry-run --Werror
 
 clean:
 	@rm -rf $(BUILD_DIR) build-sanitize
