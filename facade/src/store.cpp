@@ -354,15 +354,20 @@ StateDiff Store::diff(std::string_view user, const AsOf& from, const AsOf& to,
                                    return true;
                                  });
   out.to_version = version;
-  // `to` before `from`: the end state is earlier than the start state.
-  const auto end = state_as_of(user, to);
+  // `to` before `from`: the end state is earlier than the start state, i.e. `to` leaves out the
+  // start's last event (versions, positions and times grow together within a stream).
+  RecordedEvent start_last;
+  start_last.stream_version = start.version;
+  start_last.global_position = start.last_position;
+  start_last.recorded_at = start.last_recorded_at;
   const bool backwards =
-      from.kind == to.kind && from.kind != AsOf::Kind::latest &&
-      (from.kind == AsOf::Kind::time ? to.time < from.time : to.number < from.number);
-  if (backwards || end.version < start.version) {
+      (from.kind == to.kind && from.kind != AsOf::Kind::latest &&
+       (from.kind == AsOf::Kind::time ? to.time < from.time : to.number < from.number)) ||
+      (start.version > 0 && !to.includes(start_last));
+  if (backwards) {
     throw ValidationError("diff of " + std::string(user) + ": the end (" + to.describe() +
-                          ", version " + std::to_string(end.version) + ") is before the start (" +
-                          from.describe() + ", version " + std::to_string(start.version) + ")");
+                          ") is before the start (" + from.describe() + ", version " +
+                          std::to_string(start.version) + ")");
   }
   out.keys = builder.result(include_unchanged);
   return out;
