@@ -64,7 +64,7 @@ std::optional<int> BackupCommands::run() {
 }
 
 int BackupCommands::run_create() {
-  Store store(store_options(true));
+  Store store(store_options(true, Task::administer));
   storage::BackupOptions options;
   options.since_position = m_since;
   options.chunk_records = m_chunk_records;
@@ -112,7 +112,7 @@ int BackupCommands::run_restore() {
                 << "/" << p.total_snapshots << " snapshots" << std::flush;
     };
   }
-  Store store(store_options(true));
+  Store store(store_options(true, Task::administer));
   const auto summary = store.restore_backup(m_file, options);
   if (!m_quiet) std::cerr << "\n";
   print_header(summary.header);

@@ -35,4 +35,29 @@ int exit_code_for(const prefstore::Error& e) {
   return kError;
 }
 
+std::string role_for(Task task) {
+  if (const char* role = std::getenv("PREFSTORE_ROLE"); role != nullptr && *role != '\0') {
+    return std::string(role) == "none" ? std::string() : std::string(role);
+  }
+  switch (task) {
+    case Task::read:
+      return "prefstore_reader";
+    case Task::write:
+      return "prefstore_writer";
+    case Task::administer:
+      return "prefstore_owner";
+    case Task::migrate:
+      return "";
+  }
+  return "";
+}
+
+prefstore::StoreOptions store_options(bool open_mode, Task task) {
+  prefstore::StoreOptions options;
+  options.pool.max_size = 2;
+  options.pool.role = task == Task::migrate ? std::string() : role_for(task);
+  options.strict = !open_mode;
+  return options;
+}
+
 }  // namespace prefstore::cli

@@ -68,13 +68,20 @@ struct WriteFlags {
   }
 };
 
-// How a command opens the store: a small pool; open mode accepts undefined keys.
-inline prefstore::StoreOptions store_options(bool open_mode) {
-  prefstore::StoreOptions options;
-  options.pool.max_size = 2;
-  options.strict = !open_mode;
-  return options;
-}
+// What a command does, which decides the database role it works as (least privilege):
+// read -> prefstore_reader, write -> prefstore_writer, administer (backups, restores of backups,
+// erasure, retention, rebuilds) -> prefstore_owner. migrate keeps the login role (it may have to
+// create those roles first).
+enum class Task { read, write, administer, migrate };
+
+// The role a task works as: $PREFSTORE_ROLE when set ("none" keeps the login role's own
+// privileges, for a login role that owns prefstore's objects without being a member of its
+// roles), else the task's role above. "" means no SET ROLE.
+[[nodiscard]] std::string role_for(Task task);
+
+// How a command opens the store: a small pool, the task's role; open mode accepts undefined
+// keys. The login role must be a member of the task's role (PermissionError otherwise).
+prefstore::StoreOptions store_options(bool open_mode, Task task);
 
 // Parses a moment given on the command line: an ISO 8601 time ("2026-11-30T08:00:00Z", a date
 // alone is its midnight UTC), "position:N", "version:N" or "now". Throws UsageError naming the

@@ -1,6 +1,7 @@
 // prefstore: the operator's command-line tool. See `prefstore --help`, README.md and
 // docs/errors.md for the exit codes.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
@@ -12,6 +13,8 @@
 
 #include "backup.hpp"
 #include "common.hpp"
+#include "erasure.hpp"
+#include "history.hpp"
 #include "output.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/preference_key.hpp"
@@ -22,7 +25,9 @@
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/local_server.hpp"
 #include "prefstore/store.hpp"
+#include "retention.hpp"
 #include "time_travel.hpp"
+#include "verify.hpp"
 
 namespace {
 
@@ -45,7 +50,7 @@ void print_result(const std::string& what, const prefstore::AppendResult& r) {
 // --- commands -------------------------------------------------------------------------------
 
 int run_migrate(bool status_only) {
-  auto options = store_options(false);
+  auto options = store_options(false, Task::migrate);
   options.migrate_on_open = false;
   prefstore::Store store(options);
   std::cout << "database: " << store.redacted_database_url()
@@ -124,7 +129,7 @@ prefstore::Value value_for(prefstore::Store& store, const std::string& key,
 
 int run_set(bool open_mode, const std::string& user, const std::string& key,
             const std::string& text, const WriteFlags& flags) {
-  prefstore::Store store(store_options(open_mode));
+  prefstore::Store store(store_options(open_mode, Task::write));
   const auto result =
       store.set(user, key, value_for(store, key, text), flags.metadata(), flags.options());
   print_result("set " + key + " of " + user, result);
@@ -133,7 +138,7 @@ int run_set(bool open_mode, const std::string& user, const std::string& key,
 
 int run_reset(bool open_mode, const std::string& user, const std::string& key,
               const WriteFlags& flags) {
-  prefstore::Store store(store_options(open_mode));
+  prefstore::Store store(store_options(open_mode, Task::write));
   print_result("reset " + key + " of " + user,
                store.reset(user, key, flags.metadata(), flags.options()));
   return kOk;
@@ -141,7 +146,7 @@ int run_reset(bool open_mode, const std::string& user, const std::string& key,
 
 int run_get(const std::string& user, const std::string& key, bool json,
             const prefstore::AsOf& as_of) {
-  prefstore::Store store(store_options(true));
+  prefstore::Store store(store_options(true, Task::read));
   const bool latest = as_of.kind == prefstore::AsOf::Kind::latest;
   if (!latest) {
     const auto state = store.state_as_of(user, as_of);
@@ -202,7 +207,7 @@ struct DefineFlags {
 };
 
 int run_define(const std::string& key, const DefineFlags& f, const WriteFlags& flags) {
-  prefstore::Store store(store_options(false));
+  prefstore::Store store(store_options(false, Task::write));
   prefstore::validate_key(key);
   const auto type = prefstore::parse_value_type(f.type);
   if (!type) {
@@ -231,7 +236,7 @@ int run_define(const std::string& key, const DefineFlags& f, const WriteFlags& f
 }
 
 int run_deprecate(const std::string& key, const std::string& note, const WriteFlags& flags) {
-  prefstore::Store store(store_options(false));
+  prefstore::Store store(store_options(false, Task::write));
   print_result("deprecated " + key, store.deprecate(key, note, flags.metadata(), flags.options()));
   return kOk;
 }
@@ -260,7 +265,7 @@ std::string describe_constraints(const prefstore::PreferenceDefinition& d) {
 }
 
 int run_definitions(bool json) {
-  prefstore::Store store(store_options(false));
+  prefstore::Store store(store_options(false, Task::read));
   const auto catalog = store.definitions();
   if (json) {
     for (const auto& [key, e] : catalog) {
@@ -309,40 +314,26 @@ std::string describe_event(const prefstore::EventData& data) {
           }
           if (!e.changes.empty()) text.pop_back();
           return text;
+        } else if constexpr (std::is_same_v<T, prefstore::StreamErased>) {
+          return "erased stream " + e.stream_id + " (" + std::to_string(e.events) +
+                 " events, chain head " + e.chain_head + ")";
+        } else if constexpr (std::is_same_v<T, prefstore::StreamCompacted>) {
+          return "compacted stream " + e.stream_id + " up to version " +
+                 std::to_string(e.up_to_version) + " (" + std::to_string(e.events) +
+                 " events older than " + prefstore::format_timestamp(e.older_than) + ")";
+        } else if constexpr (std::is_same_v<T, prefstore::PreferencesBaseline>) {
+          std::string text =
+              "baseline of " + std::to_string(e.compacted_events) + " compacted events:";
+          for (const auto& p : e.preferences) {
+            text += " " + p.key + " = " + prefstore::format_value(p.value) + ";";
+          }
+          if (!e.preferences.empty()) text.pop_back();
+          return text;
         } else {
           return e.key + " deprecated: " + e.note;
         }
       },
       data);
-}
-
-int run_history(const std::string& user, std::int64_t limit, bool json) {
-  prefstore::Store store(store_options(true));
-  const auto events = store.history(user, limit);
-  if (json) {
-    for (const auto& e : events) {
-      const auto encoded = prefstore::encode(e.data);
-      std::cout << "{\"stream_id\":" << json_string(e.stream_id)
-                << ",\"version\":" << e.stream_version << ",\"position\":" << e.global_position
-                << ",\"event_id\":\"" << e.event_id << "\",\"type\":\"" << encoded.event_type
-                << "\",\"recorded_at\":\"" << prefstore::format_timestamp(e.recorded_at)
-                << "\",\"payload\":" << encoded.payload_json
-                << ",\"metadata\":" << prefstore::encode_metadata(e.metadata) << "}\n";
-    }
-    return kOk;
-  }
-  Table table(
-      {"VERSION", "POSITION", "RECORDED AT", "EVENT", "CHANGE", "ACTOR", "SOURCE", "REASON"});
-  for (const auto& e : events) {
-    auto dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
-    table.add({std::to_string(e.stream_version), std::to_string(e.global_position),
-               prefstore::format_timestamp(e.recorded_at), prefstore::event_type_name(e.data),
-               describe_event(e.data), dash(e.metadata.actor), dash(e.metadata.source),
-               dash(e.metadata.reason)});
-  }
-  table.print(std::cout);
-  std::cout << events.size() << " events\n";
-  return kOk;
 }
 
 // --- projections ---------------------------------------------------------------------------
@@ -360,18 +351,24 @@ std::shared_ptr<prefstore::projections::Projection> projection_named(const std::
 }
 
 int run_projections_status() {
-  prefstore::Store store(store_options(true));
-  // Every shipped projection appears, even before its first run.
-  for (const auto& p : prefstore::projections::default_projections()) {
-    prefstore::storage::UnitOfWork uow(store.pool());
-    (void)prefstore::storage::lock_checkpoint(uow, p->name());
-    uow.commit();
-  }
+  prefstore::Store store(store_options(true, Task::read));
   const auto head = prefstore::storage::log_head(store.pool());
   Table table({"PROJECTION", "STATE", "POSITION", "LAG (EVENTS)", "LAG (SECONDS)", "PROCESSED",
                "UPDATED AT", "LAST ERROR"});
   bool failed = false;
-  for (const auto& s : prefstore::storage::checkpoint_status(store.pool())) {
+  const auto statuses = prefstore::storage::checkpoint_status(store.pool());
+  // Every shipped projection appears, even before its first run (without writing: status is a
+  // read, run as prefstore_reader).
+  for (const auto& p : prefstore::projections::default_projections()) {
+    const bool known = std::any_of(statuses.begin(), statuses.end(), [&](const auto& s) {
+      return s.checkpoint.projection == p->name();
+    });
+    if (!known) {
+      table.add(
+          {p->name(), "idle", "0", std::to_string(head.events), "-", "0", "-", "- (never run)"});
+    }
+  }
+  for (const auto& s : statuses) {
     const auto& c = s.checkpoint;
     std::ostringstream lag;
     lag << std::fixed << std::setprecision(1) << s.lag_seconds;
@@ -400,7 +397,7 @@ std::vector<std::shared_ptr<prefstore::projections::Projection>> async_projectio
 }
 
 int run_projections_catch_up(std::size_t batch_size, std::int64_t snapshot_every) {
-  prefstore::Store store(store_options(true));
+  prefstore::Store store(store_options(true, Task::write));
   prefstore::projections::RunnerOptions options;
   options.batch_size = batch_size;
   prefstore::projections::ProjectionRunner runner(store.pool(), async_projections(snapshot_every),
@@ -417,7 +414,7 @@ int run_projections_run(std::size_t batch_size, std::int64_t snapshot_every) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  prefstore::Store store(store_options(true));
+  prefstore::Store store(store_options(true, Task::write));
   prefstore::projections::RunnerOptions options;
   options.batch_size = batch_size;
   prefstore::projections::ProjectionRunner runner(store.pool(), async_projections(snapshot_every),
@@ -447,7 +444,7 @@ int run_projections_run(std::size_t batch_size, std::int64_t snapshot_every) {
 
 int run_projections_rebuild(const std::string& name, std::size_t batch_size, bool restart) {
   auto projection = projection_named(name);
-  prefstore::Store store(store_options(true));
+  prefstore::Store store(store_options(true, Task::administer));
   prefstore::projections::RebuildOptions options;
   options.batch_size = batch_size;
   options.restart = restart;
@@ -494,7 +491,6 @@ int main(int argc, char** argv) {
 
   std::string user, key, value_text, note;
   bool json = false;
-  std::int64_t limit = 1000;
 
   WriteFlags set_flags;
   auto* set = app.add_subcommand("set", "Set a user's preference (appends a PreferenceSet event)");
@@ -546,11 +542,8 @@ int main(int argc, char** argv) {
   auto* definitions = app.add_subcommand("definitions", "List the preference definitions");
   definitions->add_flag("--json", json, "Print JSON lines");
 
-  auto* history = app.add_subcommand("history", "Show a user's events, oldest first");
-  history->add_option("user", user, "User id (or $def:<key> for a definition's history)")
-      ->required();
-  history->add_option("--limit", limit, "At most this many events")->capture_default_str();
-  history->add_flag("--json", json, "Print JSON lines");
+  prefstore::cli::HistoryCommand history;
+  history.add_to(app);
 
   auto* projections = app.add_subcommand("projections", "Asynchronous read models");
   projections->require_subcommand(1);
@@ -587,6 +580,12 @@ int main(int argc, char** argv) {
   time_travel.add_to(app);
   prefstore::cli::BackupCommands backups;
   backups.add_to(app);
+  prefstore::cli::VerifyCommand verify;
+  verify.add_to(app);
+  prefstore::cli::EraseCommand erase;
+  erase.add_to(app);
+  prefstore::cli::RetentionCommand compact;
+  compact.add_to(app);
 
   try {
     app.parse(argc, argv);
@@ -604,6 +603,9 @@ int main(int argc, char** argv) {
   try {
     if (auto code = time_travel.run(open_mode)) return *code;
     if (auto code = backups.run()) return *code;
+    if (auto code = verify.run()) return *code;
+    if (auto code = erase.run()) return *code;
+    if (auto code = compact.run()) return *code;
     if (migrate->parsed()) return run_migrate(status_only);
     if (local->parsed()) return run_local(local_action);
     if (set->parsed()) return run_set(open_mode, user, key, value_text, set_flags);
@@ -616,7 +618,7 @@ int main(int argc, char** argv) {
     if (define->parsed()) return run_define(key, define_flags, define_write);
     if (deprecate->parsed()) return run_deprecate(key, note, deprecate_flags);
     if (definitions->parsed()) return run_definitions(json);
-    if (history->parsed()) return run_history(user, limit, json);
+    if (auto code = history.run(describe_event)) return *code;
     if (p_status->parsed()) return run_projections_status();
     if (p_run->parsed()) return run_projections_run(batch_size, snapshot_every);
     if (p_catch_up->parsed()) return run_projections_catch_up(batch_size, snapshot_every);

@@ -80,7 +80,7 @@ std::optional<int> TimeTravelCommands::run(bool open_mode) {
 int TimeTravelCommands::run_diff() {
   const AsOf from = parse_moment("--from", m_from);
   const AsOf to = parse_moment("--to", m_to);
-  Store store(store_options(true));
+  Store store(store_options(true, Task::read));
   const StateDiff diff = store.diff(m_user, from, to, m_include_unchanged);
   if (m_json) {
     for (const KeyDiff& k : diff.keys) {
@@ -125,7 +125,7 @@ int TimeTravelCommands::run_restore(bool open_mode) {
   flags.source = "prefstore-cli restore";
   options.metadata = flags.metadata();
   options.event_id = m_flags.event_id;
-  Store store(store_options(open_mode));
+  Store store(store_options(open_mode, Task::write));
   if (m_all) {
     const auto summary = store.restore_all(to, options, [](const RestoreAllProgress& p) {
       std::cerr << "\rrestore: " << p.users << "/" << p.total << " users, " << p.restored
@@ -169,7 +169,7 @@ int TimeTravelCommands::run_snapshot_create() {
   if (m_all == !m_user.empty()) {
     throw UsageError("snapshot create: give a user id or --all (not both)");
   }
-  Store store(store_options(true));
+  Store store(store_options(true, Task::write));
   if (m_all) {
     const auto run = store.snapshot_all([](const storage::SnapshotRunProgress& p) {
       std::cerr << "\rsnapshot: " << p.streams << "/" << p.total << " users, " << p.written
@@ -194,7 +194,7 @@ int TimeTravelCommands::run_snapshot_create() {
 }
 
 int TimeTravelCommands::run_snapshot_list() {
-  Store store(store_options(true));
+  Store store(store_options(true, Task::read));
   std::optional<std::string> only;
   if (!m_user.empty()) only = m_user;
   const auto rows = storage::list_snapshots(store.pool(), only, m_limit);
@@ -215,7 +215,7 @@ int TimeTravelCommands::run_snapshot_list() {
 }
 
 int TimeTravelCommands::run_snapshot_prune() {
-  Store store(store_options(true));
+  Store store(store_options(true, Task::write));
   const auto deleted = storage::prune_snapshots(store.pool(), m_keep);
   std::cout << deleted << " snapshots deleted (kept the newest " << m_keep << " of each user)\n";
   return kOk;

@@ -124,4 +124,24 @@ PREFSTORE_DATABASE_URL="${base/dbname=\'prefstore\'/dbname='prefstore_demo_resto
   "$cli" get ada
 rm -rf "$backup_dir"
 
+step "Audit queries: filter the trail by key prefix, actor, source or request; page with a cursor"
+show history --key-prefix calendar. --limit 5
+show history --source calendar-web --format csv
+show history --correlation-id sched-2026-11-30-001 --format jsonl
+
+step "Tamper evidence: every stream carries a hash chain; verify recomputes it and the read models"
+show verify --all
+psql -q "$PREFSTORE_DATABASE_URL" -c "SET client_min_messages = warning" \
+  -c "ALTER TABLE prefstore.events DISABLE TRIGGER events_append_only" \
+  -c "UPDATE prefstore.events SET payload = jsonb_set(payload, '{value}', '60') WHERE stream_id = 'linus' AND stream_version = 2" \
+  -c "ALTER TABLE prefstore.events ENABLE TRIGGER events_append_only"
+printf '%s(a superuser edited one of Linus'"'"'s events behind the trigger)%s\n' "$dim" "$off"
+refused verify linus
+
+step "Right to erasure: Linus leaves; his events go through the one privileged path, recorded in \$audit"
+show erase linus --reason "GDPR request 2026-118" --actor dpo@example.com
+show get linus
+show history '$audit'
+show verify --all --no-projections
+
 printf '\nThe local server keeps running for the next command; stop it with: %s local stop\n' "$cli"

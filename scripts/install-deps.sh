@@ -7,7 +7,7 @@ packages=(
   build-essential cmake make pkg-config git ca-certificates
   libpqxx-dev libpq-dev libcereal-dev rapidjson-dev libboost-dev librapidcheck-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev libssl-dev libspdlog-dev libfmt-dev
+  libcli11-dev libssl-dev openssl libspdlog-dev libfmt-dev
   postgresql-15 postgresql-client-15
   clang-format util-linux procps
 )

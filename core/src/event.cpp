@@ -32,7 +32,8 @@ struct EventTypeInfo {
 };
 constexpr EventTypeInfo kEventTypes[] = {
     {"PreferenceSet", 1},        {"PreferenceReset", 1},     {"PreferenceDefined", 1},
-    {"PreferenceDeprecated", 1}, {"PreferencesRestored", 1},
+    {"PreferenceDeprecated", 1}, {"PreferencesRestored", 1}, {"StreamErased", 1},
+    {"StreamCompacted", 1},      {"PreferencesBaseline", 1},
 };
 static_assert(std::size(kEventTypes) == std::variant_size_v<EventData>);
 
@@ -140,6 +141,31 @@ void save_payload(Writer& ar, const PreferencesRestored& e) {
     } else {
       ar(make_nvp("reset", true));
     }
+    ar.finishNode();
+  }
+  ar.finishNode();
+}
+
+void save_payload(Writer& ar, const StreamErased& e) {
+  ar(make_nvp("stream_id", e.stream_id), make_nvp("events", e.events),
+     make_nvp("stream_version", e.stream_version), make_nvp("first_position", e.first_position),
+     make_nvp("last_position", e.last_position), make_nvp("chain_head", e.chain_head));
+}
+
+void save_payload(Writer& ar, const StreamCompacted& e) {
+  ar(make_nvp("stream_id", e.stream_id), make_nvp("up_to_version", e.up_to_version),
+     make_nvp("events", e.events), make_nvp("older_than", format_timestamp(e.older_than)),
+     make_nvp("chain_head", e.chain_head));
+}
+
+void save_payload(Writer& ar, const PreferencesBaseline& e) {
+  ar(make_nvp("chain_head", e.chain_head), make_nvp("compacted_events", e.compacted_events));
+  ar.setNextName("preferences");
+  ar.startNode();
+  ar.makeArray();
+  for (const PreferenceSet& preference : e.preferences) {
+    ar.startNode();
+    save_payload(ar, preference);
     ar.finishNode();
   }
   ar.finishNode();
@@ -355,6 +381,56 @@ PreferencesRestored load_restored(Reader& ar) {
   return e;
 }
 
+std::int64_t load_int(Reader& ar, const char* name) {
+  std::int64_t value = 0;
+  load(ar, name, value, "a 64-bit integer");
+  return value;
+}
+
+std::string load_hash(Reader& ar, const char* name) {
+  std::string hash = load_string(ar, name);
+  const bool hex =
+      hash.size() == 64 && hash.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!hex) throw PayloadProblem{field_name(name) + " is not 64 lower-case hex digits"};
+  return hash;
+}
+
+PreferencesBaseline load_baseline(Reader& ar) {
+  PreferencesBaseline e;
+  e.chain_head = load_hash(ar, "chain_head");
+  e.compacted_events = load_int(ar, "compacted_events");
+  if (probe(ar, "preferences") != Field::present) {
+    throw PayloadProblem{"missing " + field_name("preferences")};
+  }
+  ar.setNextName("preferences");
+  cereal::size_type count = 0;
+  try {
+    ar.startNode();
+    ar.loadSize(count);
+  } catch (const cereal::Exception&) {
+    throw PayloadProblem{field_name("preferences") + " is not an array"};
+  }
+  std::set<std::string, std::less<>> seen;
+  for (cereal::size_type i = 0; i < count; ++i) {
+    try {
+      ar.startNode();
+    } catch (const cereal::Exception&) {
+      throw PayloadProblem{field_name("preferences") + " holds something other than objects"};
+    }
+    PreferenceSet preference;
+    preference.key = load_string(ar, "key");
+    preference.value = load_value(ar, "value", load_type(ar, "type"));
+    ar.finishNode();
+    if (!seen.insert(preference.key).second) {
+      throw PayloadProblem{"key " + preference.key + " appears twice in " +
+                           field_name("preferences")};
+    }
+    e.preferences.push_back(std::move(preference));
+  }
+  ar.finishNode();
+  return e;
+}
+
 EventData load_payload(std::string_view type, const std::string& json) {
   return read_json(json, [&](Reader& ar) -> EventData {
     if (type == "PreferenceSet") {
@@ -399,6 +475,31 @@ EventData load_payload(std::string_view type, const std::string& json) {
       return e;
     }
     if (type == "PreferencesRestored") return load_restored(ar);
+    if (type == "StreamErased") {
+      StreamErased e;
+      e.stream_id = load_string(ar, "stream_id");
+      e.events = load_int(ar, "events");
+      e.stream_version = load_int(ar, "stream_version");
+      e.first_position = load_int(ar, "first_position");
+      e.last_position = load_int(ar, "last_position");
+      e.chain_head = load_hash(ar, "chain_head");
+      return e;
+    }
+    if (type == "StreamCompacted") {
+      StreamCompacted e;
+      e.stream_id = load_string(ar, "stream_id");
+      e.up_to_version = load_int(ar, "up_to_version");
+      e.events = load_int(ar, "events");
+      const std::string older_than = load_string(ar, "older_than");
+      const auto parsed = parse_timestamp(older_than);
+      if (!parsed) {
+        throw PayloadProblem{field_name("older_than") + " is not a timestamp: " + older_than};
+      }
+      e.older_than = *parsed;
+      e.chain_head = load_hash(ar, "chain_head");
+      return e;
+    }
+    if (type == "PreferencesBaseline") return load_baseline(ar);
     throw PayloadProblem{"unknown event type"};
   });
 }
@@ -419,6 +520,11 @@ std::vector<PreferenceChange> preference_changes(const EventData& event) {
     changes.reserve(restored->changes.size());
     for (const RestoredPreference& change : restored->changes) {
       changes.push_back({change.key, change.value ? &*change.value : nullptr});
+    }
+  } else if (const auto* baseline = std::get_if<PreferencesBaseline>(&event)) {
+    changes.reserve(baseline->preferences.size());
+    for (const PreferenceSet& preference : baseline->preferences) {
+      changes.push_back({preference.key, &preference.value});
     }
   }
   return changes;

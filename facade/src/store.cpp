@@ -144,6 +144,7 @@ Store::Store(StoreOptions options) : m_impl(std::make_unique<Impl>()) {
     m_impl->local = true;
   }
   options.pool.conninfo = *url;
+  // The pool connects lazily, so the migrations below may create the pool's role first.
   m_impl->pool = std::make_unique<storage::ConnectionPool>(options.pool);
   m_impl->log = std::make_unique<storage::EventLog>(*m_impl->pool);
   if (!options.inline_projections.empty()) {
@@ -291,6 +292,10 @@ std::vector<RecordedEvent> Store::history(std::string_view user, std::int64_t li
 
 std::int64_t Store::version(std::string_view user) {
   return m_impl->log->stream_version(user).value_or(0);
+}
+
+AuditPage Store::audit(const AuditQuery& query) {
+  return storage::query_audit(*m_impl->pool, query);
 }
 
 storage::StreamState Store::state_as_of(std::string_view user, const AsOf& as_of) {
@@ -478,6 +483,16 @@ storage::SnapshotRunProgress Store::snapshot_all(
   return storage::snapshot_all_streams(*m_impl->pool, progress);
 }
 
+storage::ErasureRecord Store::erase_user(std::string_view user, std::string_view reason,
+                                         const storage::EraseOptions& options) {
+  validate_user_id(user);
+  return storage::erase_stream(*m_impl->pool, user, reason, options);
+}
+
+storage::CompactReport Store::compact(const storage::CompactOptions& options) {
+  return storage::compact_streams(*m_impl->pool, options);
+}
+
 storage::BackupSummary Store::backup(const std::filesystem::path& file,
                                      const storage::BackupOptions& options) {
   return storage::create_backup(*m_impl->pool, file, options);
@@ -506,8 +521,19 @@ storage::BackupRestoreSummary Store::restore_backup(const std::filesystem::path&
   return summary;
 }
 
+VerifyReport Store::verify(const VerifyOptions& options) {
+  return storage::verify_store(*m_impl->pool, options);
+}
+
 std::vector<storage::MigrationStatus> Store::migrate() {
-  return storage::MigrationRunner(*m_impl->pool).migrate();
+  if (m_impl->options.pool.role.empty()) return storage::MigrationRunner(*m_impl->pool).migrate();
+  // Migrations run with the login role's privileges (the runner hands later files to
+  // prefstore_owner itself), and on a fresh database the pool's role does not exist yet.
+  storage::PoolOptions own = m_impl->options.pool;
+  own.role.clear();
+  own.max_size = 1;
+  storage::ConnectionPool pool(own);
+  return storage::MigrationRunner(pool).migrate();
 }
 
 std::vector<storage::MigrationStatus> Store::migration_status() {

@@ -58,21 +58,32 @@ WHERE NOT EXISTS (SELECT 1 FROM updated u
 
 constexpr const char* kDropZerosSql = "DELETE FROM {preference_value_counts} WHERE users = 0";
 
+// An erased user ($1) no longer holds any value: their holders go and their counts drop.
+constexpr const char* kForgetSql = R"sql(
+WITH gone AS (
+  DELETE FROM {preference_value_holders} WHERE stream_id = $1
+  RETURNING key, value_type, value
+),
+lost AS (
+  SELECT key, value_type, value, count(*)::bigint AS n FROM gone GROUP BY key, value_type, value
+)
+UPDATE {preference_value_counts} AS vc SET users = vc.users - lost.n
+FROM lost
+WHERE vc.key = lost.key AND vc.value_type = lost.value_type AND vc.value = lost.value
+)sql";
+
 void append_json_string(std::string& out, std::string_view s) {
   out += to_json(Value(std::string(s)));  // core's JSON string escaping
 }
 
 }  // namespace
 
-void ValueCountsProjection::apply(const std::vector<RecordedEvent>& batch, ProjectionContext& ctx) {
-  // The batch's last word per (user, key): a value, or std::nullopt for back to the default.
-  std::map<std::pair<std::string_view, std::string_view>, const Value*> last;
-  for (const auto& event : batch) {
-    if (!event.stream_id.empty() && event.stream_id[0] == '$') continue;  // prefstore's own streams
-    for (const PreferenceChange& change : preference_changes(event.data)) {
-      last[{event.stream_id, change.key}] = change.value;
-    }
-  }
+namespace {
+
+// Writes the batch's last word per (user, key): a value, or nullptr for back to the default.
+void apply_changes(
+    const std::map<std::pair<std::string_view, std::string_view>, const Value*>& last,
+    ProjectionContext& ctx) {
   if (last.empty()) return;
   std::string changes = "[";
   for (const auto& [who, value] : last) {
@@ -92,6 +103,27 @@ void ValueCountsProjection::apply(const std::vector<RecordedEvent>& batch, Proje
   changes += ']';
   (void)ctx.exec(kApplySql, {changes});
   (void)ctx.exec(kDropZerosSql);
+}
+
+}  // namespace
+
+void ValueCountsProjection::apply(const std::vector<RecordedEvent>& batch, ProjectionContext& ctx) {
+  std::map<std::pair<std::string_view, std::string_view>, const Value*> last;
+  for (const auto& event : batch) {
+    if (const auto* erased = std::get_if<StreamErased>(&event.data)) {
+      // Changes before the erasure land first, then the user is forgotten.
+      apply_changes(last, ctx);
+      last.clear();
+      (void)ctx.exec(kForgetSql, {erased->stream_id});
+      (void)ctx.exec(kDropZerosSql);
+      continue;
+    }
+    if (!event.stream_id.empty() && event.stream_id[0] == '$') continue;  // prefstore's own streams
+    for (const PreferenceChange& change : preference_changes(event.data)) {
+      last[{event.stream_id, change.key}] = change.value;
+    }
+  }
+  apply_changes(last, ctx);
 }
 
 }  // namespace prefstore::projections

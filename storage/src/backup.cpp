@@ -471,12 +471,17 @@ BackupRestoreSummary restore_backup(ConnectionPool& pool, const std::filesystem:
                                  ? header.until_position
                                  : std::max(header.since_position, first_skipped - 1);
 
-    // Every stream's versions are 1..version without a gap (one pass over the log).
+    // Every stream's versions are 1..version without a gap, or low..version when a retention
+    // baseline (PreferencesBaseline) stands first at low (one pass over the log).
     const auto gap = tx.exec(
         "SELECT s.stream_id, s.version, coalesce(e.n, 0) FROM prefstore.streams s "
-        "LEFT JOIN (SELECT stream_id, count(*) AS n, max(stream_version) AS top "
-        "FROM prefstore.events GROUP BY stream_id) e ON e.stream_id = s.stream_id "
-        "WHERE s.version <> coalesce(e.n, 0) OR s.version <> coalesce(e.top, 0) LIMIT 1");
+        "LEFT JOIN (SELECT stream_id, count(*) AS n, max(stream_version) AS top, "
+        "min(stream_version) AS low FROM prefstore.events GROUP BY stream_id) e "
+        "ON e.stream_id = s.stream_id "
+        "LEFT JOIN prefstore.events b ON b.stream_id = s.stream_id AND b.stream_version = e.low "
+        "WHERE s.version <> coalesce(e.top, 0) "
+        "OR coalesce(e.n, 0) <> coalesce(e.top - e.low + 1, 0) "
+        "OR (e.low > 1 AND b.event_type <> 'PreferencesBaseline') LIMIT 1");
     if (!gap.empty()) {
       throw ConflictError("restore: stream " + gap[0][0].as<std::string>() +
                           " would be at version " + gap[0][1].as<std::string>() + " with " +

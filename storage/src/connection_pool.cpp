@@ -44,10 +44,32 @@ struct ConnectionPool::Impl {
       }
       pqxx::nontransaction tx(*slot->conn);
       tx.exec(setup);
+      if (!options.role.empty()) switch_role(tx);
     } catch (...) {
       detail::rethrow_translated("opening a connection to " + redacted);
     }
     return slot;
+  }
+
+  // SET ROLE options.role, with an error naming the login role and the role when it may not.
+  void switch_role(pqxx::nontransaction& tx) const {
+    const pqxx::row member = tx.exec_params1(
+        "SELECT session_user::text, "
+        "EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1), "
+        "EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1) "
+        "  AND pg_catalog.pg_has_role(session_user, $1, 'MEMBER')",
+        options.role);
+    const std::string login = member[0].as<std::string>();
+    if (!member[1].as<bool>()) {
+      throw PermissionError("cannot connect as role " + options.role + ": no such role (run " +
+                            "`prefstore migrate` to create prefstore's roles)");
+    }
+    if (!member[2].as<bool>()) {
+      throw PermissionError("cannot connect as role " + options.role + ": login role " + login +
+                            " is not a member of it (GRANT " + options.role + " TO " + login +
+                            ";)");
+    }
+    tx.exec("SET ROLE " + tx.quote_name(options.role));
   }
 
   // Cheap check of an idle connection; a round trip only when it idled long or its socket holds

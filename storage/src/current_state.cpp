@@ -6,6 +6,7 @@
 #include <rapidjson/writer.h>
 #include <cereal/archives/json.hpp>
 
+#include "definition_rows.hpp"
 #include "error_translation.hpp"
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
@@ -55,6 +56,37 @@ std::vector<Value> decode_allowed(const std::string& key, ValueType type, const 
 
 }  // namespace
 
+namespace detail {
+DefinitionEntry definition_from_row(const pqxx::row& row) {
+  DefinitionEntry e;
+  PreferenceDefinition& d = e.definition;
+  d.key = row[0].as<std::string>();
+  const auto type = parse_value_type(row[1].as<std::string>());
+  if (!type) {
+    throw CorruptDataError("preference_definitions row " + d.key + " has unknown value_type");
+  }
+  d.type = *type;
+  if (!row[2].is_null()) d.default_value = value_from_json(d.type, row[2].as<std::string>());
+  if (!row[3].is_null()) d.constraints.min = row[3].as<double>();
+  if (!row[4].is_null()) d.constraints.max = row[4].as<double>();
+  if (!row[5].is_null()) d.constraints.max_length = row[5].as<std::int64_t>();
+  if (!row[6].is_null()) d.constraints.pattern = row[6].as<std::string>();
+  if (!row[7].is_null()) {
+    d.constraints.allowed_values = decode_allowed(d.key, d.type, row[7].as<std::string>());
+  }
+  if (!row[8].is_null()) d.constraints.max_items = row[8].as<std::int64_t>();
+  d.description = row[9].as<std::string>();
+  d.deprecated = row[10].as<bool>();
+  d.deprecation_note = row[11].as<std::string>();
+  e.version = row[12].as<std::int64_t>();
+  e.defined_at = from_unix_micros(row[13].as<std::int64_t>());
+  e.updated_at = from_unix_micros(row[14].as<std::int64_t>());
+  e.updated_by = row[15].as<std::string>();
+  e.last_position = row[16].as<std::int64_t>();
+  return e;
+}
+}  // namespace detail
+
 CurrentState::CurrentState(ConnectionPool& pool) : m_pool(pool) {}
 
 std::optional<PreferenceEntry> CurrentState::get(std::string_view user, std::string_view key) {
@@ -102,32 +134,9 @@ DefinitionCatalog CurrentState::definitions() {
     const auto r = tx.exec_prepared(detail::prepared(handle, "prefstore_definitions", sql));
     DefinitionCatalog catalog;
     for (const auto& row : r) {
-      DefinitionEntry e;
-      PreferenceDefinition& d = e.definition;
-      d.key = row[0].as<std::string>();
-      const auto type = parse_value_type(row[1].as<std::string>());
-      if (!type) {
-        throw CorruptDataError("preference_definitions row " + d.key + " has unknown value_type");
-      }
-      d.type = *type;
-      if (!row[2].is_null()) d.default_value = value_from_json(d.type, row[2].as<std::string>());
-      if (!row[3].is_null()) d.constraints.min = row[3].as<double>();
-      if (!row[4].is_null()) d.constraints.max = row[4].as<double>();
-      if (!row[5].is_null()) d.constraints.max_length = row[5].as<std::int64_t>();
-      if (!row[6].is_null()) d.constraints.pattern = row[6].as<std::string>();
-      if (!row[7].is_null()) {
-        d.constraints.allowed_values = decode_allowed(d.key, d.type, row[7].as<std::string>());
-      }
-      if (!row[8].is_null()) d.constraints.max_items = row[8].as<std::int64_t>();
-      d.description = row[9].as<std::string>();
-      d.deprecated = row[10].as<bool>();
-      d.deprecation_note = row[11].as<std::string>();
-      e.version = row[12].as<std::int64_t>();
-      e.defined_at = from_unix_micros(row[13].as<std::int64_t>());
-      e.updated_at = from_unix_micros(row[14].as<std::int64_t>());
-      e.updated_by = row[15].as<std::string>();
-      e.last_position = row[16].as<std::int64_t>();
-      catalog.emplace(d.key, std::move(e));
+      DefinitionEntry e = detail::definition_from_row(row);
+      const std::string key = e.definition.key;
+      catalog.emplace(key, std::move(e));
     }
     return catalog;
   } catch (...) {

@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <memory>
 #include <regex>
@@ -9,6 +10,30 @@
 #include "prefstore/errors.hpp"
 
 namespace prefstore::storage {
+namespace {
+
+// A URI query keyword as libpq reads it: %XX sequences decoded.
+std::string percent_decoded(const std::string& text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 1])) != 0 &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 2])) != 0) {
+      out += static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+std::string lowercase(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+}  // namespace
 
 std::optional<std::string> configured_database_url() {
   if (const char* url = std::getenv("PREFSTORE_DATABASE_URL"); url != nullptr && *url != '\0') {
@@ -35,9 +60,18 @@ std::string redact_conninfo(std::string_view conninfo) noexcept {
         if (colon != std::string::npos && colon < at) s.replace(colon + 1, at - colon - 1, "***");
       }
     }
-    // URI query parameter: ?password=... or &password=...
-    static const std::regex query_password(R"(([?&]password=)[^&#]*)", std::regex::icase);
-    s = std::regex_replace(s, query_password, "$1***");
+    // URI query parameter: ?password=... or &password=..., the keyword possibly percent-encoded
+    // (libpq decodes it, so ?pass%77ord=secret sets the password too).
+    for (std::size_t i = s.find_first_of("?&"); i != std::string::npos;
+         i = s.find_first_of("?&", i + 1)) {
+      const std::size_t eq = s.find('=', i + 1);
+      if (eq == std::string::npos) break;
+      const std::string keyword = s.substr(i + 1, eq - i - 1);
+      if (keyword.find_first_of("?&#") != std::string::npos) continue;
+      if (lowercase(percent_decoded(keyword)) != "password") continue;
+      const std::size_t end = s.find_first_of("&#", eq + 1);
+      s.replace(eq + 1, (end == std::string::npos ? s.size() : end) - eq - 1, "***");
+    }
     // key=value form: password=secret or password = 'se cr\'et'
     static const std::regex kv_password(R"((^|\s)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*))",
                                         std::regex::icase);

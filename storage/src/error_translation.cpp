@@ -86,8 +86,13 @@ void rethrow_translated(const std::string& context) {
                           "40000");
   } catch (const pqxx::broken_connection& e) {
     const std::string what = clean(e.what());
+    // Credentials refused or missing: a retry cannot help (SQLSTATE class 28 on the server; no
+    // SQLSTATE reaches a failed connect).
     if (what.find("authentication failed") != std::string::npos ||
-        what.find("no pg_hba.conf entry") != std::string::npos) {
+        what.find("no pg_hba.conf entry") != std::string::npos ||
+        what.find("pg_hba.conf rejects connection") != std::string::npos ||
+        what.find("no password supplied") != std::string::npos ||
+        what.find("requires a valid client certificate") != std::string::npos) {
       throw PermissionError(context + ": the server refused the credentials: " + what, "28000");
     }
     throw UnavailableError(context + ": database connection unavailable: " + what);

@@ -458,6 +458,21 @@ void run_inline(const InlineHook& hook, pqxx::transaction_base& tx, const Pooled
 AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewEvent>& events,
                               ExpectedVersion expected, const Metadata& metadata) {
   check_stream_id(stream_id);
+  if (stream_id == kAuditStreamId) {
+    throw ValidationError("stream " + std::string(kAuditStreamId) +
+                          " is written only by erasure and retention (prefstore erase, "
+                          "prefstore compact), not by appends");
+  }
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const EventData& data = events[i].data;
+    if (std::holds_alternative<StreamErased>(data) ||
+        std::holds_alternative<StreamCompacted>(data) ||
+        std::holds_alternative<PreferencesBaseline>(data)) {
+      throw ValidationError(std::string("event ") + std::to_string(i) + " is a " +
+                            event_type_name(data) +
+                            ", which only erasure and retention write, not appends");
+    }
+  }
   if (events.empty()) {
     throw ValidationError("an append to stream " + std::string(stream_id) +
                           " must carry at least one event");

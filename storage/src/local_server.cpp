@@ -86,6 +86,28 @@ void make_dir_for(const fs::path& dir, const std::string& owner, mode_t mode) {
   ::chmod(dir.c_str(), mode);
 }
 
+// Copies a file the server must read (a TLS certificate or key) to `to`, owned by `owner` (when
+// not empty) with `mode`: PostgreSQL refuses a key file that others can read.
+void install_file_for(const fs::path& from, const fs::path& to, const std::string& owner,
+                      mode_t mode) {
+  std::error_code ec;
+  fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+  if (ec) {
+    throw UnavailableError("cannot copy " + from.string() + " to " + to.string() + ": " +
+                           ec.message());
+  }
+  if (::chmod(to.c_str(), mode) != 0) {
+    throw UnavailableError("cannot set the mode of " + to.string() + ": " + std::strerror(errno));
+  }
+  if (!owner.empty()) {
+    const UserIds ids = lookup_user(owner);
+    if (::chown(to.c_str(), ids.uid, ids.gid) != 0) {
+      throw UnavailableError("cannot give " + to.string() + " to user " + owner + ": " +
+                             std::strerror(errno));
+    }
+  }
+}
+
 void check_ok(const detail::ProcessResult& r, const std::vector<std::string>& argv,
               const std::string& step, const fs::path& log) {
   if (r.exit_code == 0) return;
@@ -110,6 +132,13 @@ LocalServerOptions local_server_options_from_environment() {
 
 LocalServer::LocalServer(LocalServerOptions options) : m_options(std::move(options)) {
   if (m_options.home.empty()) throw UsageError("LocalServerOptions::home must not be empty");
+  if (m_options.ssl_cert_file.empty() != m_options.ssl_key_file.empty()) {
+    throw UsageError(
+        "LocalServerOptions::ssl_cert_file and ssl_key_file go together: give both or neither");
+  }
+  if (!m_options.ssl_ca_file.empty() && m_options.ssl_cert_file.empty()) {
+    throw UsageError("LocalServerOptions::ssl_ca_file needs ssl_cert_file and ssl_key_file");
+  }
   m_options.home = fs::absolute(m_options.home).lexically_normal();
 }
 
@@ -204,9 +233,37 @@ void LocalServer::initialize() {
   if (!m_options.durable) {
     conf << "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n";
   }
+  if (!m_options.ssl_cert_file.empty()) {
+    // Copies in the cluster's private folder, readable by the server's user only.
+    install_file_for(m_options.ssl_cert_file, data / "server.crt", user, 0644);
+    install_file_for(m_options.ssl_key_file, data / "server.key", user, 0600);
+    conf << "ssl = on\n"
+         << "ssl_cert_file = " << conf_quote((data / "server.crt").string()) << "\n"
+         << "ssl_key_file = " << conf_quote((data / "server.key").string()) << "\n";
+    if (!m_options.ssl_ca_file.empty()) {
+      install_file_for(m_options.ssl_ca_file, data / "root.crt", user, 0644);
+      conf << "ssl_ca_file = " << conf_quote((data / "root.crt").string()) << "\n";
+    }
+  }
   for (const auto& [key, value] : m_options.settings)
     conf << key << " = " << conf_quote(value) << "\n";
   if (!conf) throw UnavailableError("cannot write " + (data / "postgresql.conf").string());
+
+  if (!m_options.hba_lines.empty()) {
+    const fs::path hba = data / "pg_hba.conf";
+    std::string initdb_lines;
+    {
+      std::ifstream in(hba, std::ios::binary);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      initdb_lines = ss.str();
+    }
+    std::ofstream out(hba, std::ios::binary | std::ios::trunc);
+    out << "# --- written by prefstore's LocalServer (first match wins) ---\n";
+    for (const auto& line : m_options.hba_lines) out << line << "\n";
+    out << "# --- initdb's lines ---\n" << initdb_lines;
+    if (!out) throw UnavailableError("cannot write " + hba.string());
+  }
 }
 
 void LocalServer::start() {

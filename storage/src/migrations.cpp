@@ -67,6 +67,18 @@ std::string pad4(int v) {
   return std::string(s.size() < 4 ? 4 - s.size() : 0, '0') + s;
 }
 
+// Migrations run with the login role's privileges, not those of a role the pool switched to
+// (PoolOptions::role). From 0005 on, prefstore_owner owns the schema (0004 hands it over), so
+// later files run as prefstore_owner when the login role is a member of it: what they create
+// is owned by it too.
+constexpr int kFirstMigrationAsOwner = 5;
+constexpr const char* kAsLoginRoleSql = "SET LOCAL ROLE NONE";
+constexpr const char* kAsOwnerSql = R"sql(
+SELECT CASE WHEN pg_catalog.pg_has_role(session_user, 'prefstore_owner', 'MEMBER')
+            THEN pg_catalog.set_config('role', 'prefstore_owner', true)
+            ELSE pg_catalog.set_config('role', 'none', true) END
+)sql";
+
 // Releases the session-level advisory lock when the runner is done (or fails).
 class MigrationLock {
  public:
@@ -201,6 +213,20 @@ std::vector<MigrationStatus> MigrationRunner::migrate() {
   pqxx::connection& conn = detail::native(handle);
   const std::string where = m_pool.redacted_conninfo();
   try {
+    {
+      // The common case, a current schema, needs no lock and no privilege beyond reading
+      // schema_migrations: a service's login role (a member of prefstore_writer or
+      // prefstore_reader) may open the store without being allowed to migrate it.
+      pqxx::read_transaction tx(conn);
+      const auto applied = read_applied(tx);
+      const bool current =
+          applied.size() == m_migrations.size() &&
+          std::all_of(m_migrations.begin(), m_migrations.end(), [&](const Migration& m) {
+            const auto it = applied.find(m.version);
+            return it != applied.end() && it->second.checksum == migration_checksum(m);
+          });
+      if (current) return done;
+    }
     MigrationLock lock(conn);
     {
       pqxx::work tx(conn, "prefstore_migration_bootstrap");
@@ -245,6 +271,7 @@ std::vector<MigrationStatus> MigrationRunner::migrate() {
       const auto started = std::chrono::steady_clock::now();
       pqxx::work tx(conn, "prefstore_migration");
       try {
+        tx.exec(m.version >= kFirstMigrationAsOwner ? kAsOwnerSql : kAsLoginRoleSql);
         tx.exec(m.sql);
       } catch (const pqxx::broken_connection&) {
         throw;

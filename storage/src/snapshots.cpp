@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <variant>
 
 #include "prefstore/errors.hpp"
 #include "prefstore/snapshot_codec.hpp"
 #include "sha256.hpp"
+#include "snapshot_checksum.hpp"
 
 namespace prefstore::storage {
 namespace {
@@ -42,11 +44,16 @@ std::string snapshot_sql(AsOf::Kind kind) {
   return sql;
 }
 
+// The range starts at the next stored version m (an index probe in the same statement), which
+// is past $2 + 1 when retention replaced the events before it by a baseline, and always holds m
+// itself, so that a baseline past the moment is seen (and the read refused).
 constexpr const char* kEventsAfterSql =
     "SELECT stream_version, global_position, event_id::text, event_type, schema_version, "
     "payload::text, metadata::text, (extract(epoch FROM recorded_at) * 1000000)::bigint "
     "FROM prefstore.events WHERE stream_id = $1 AND stream_version > $2::bigint AND "
-    "stream_version <= least($3::bigint, $2::bigint + $4::bigint) ORDER BY stream_version";
+    "stream_version <= (SELECT greatest(m, least($3::bigint, m - 1 + $4::bigint)) FROM "
+    "(SELECT min(n.stream_version) AS m FROM prefstore.events n WHERE n.stream_id = $1 AND "
+    "n.stream_version > $2::bigint) AS next) ORDER BY stream_version";
 
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -87,25 +94,6 @@ std::int64_t to_int(const SqlValue& v) {
   return std::stoll(v.value());
 }
 
-// The checksum of a snapshot row covers what says where the state belongs, not only the state:
-// SHA-256 of "stream_id\nstream_version\nformat_version\nlast_position\nlast_recorded_at
-// (unix micros)\n" followed by the state bytes. kChecksumSql computes the same in SQL.
-std::string snapshot_checksum(std::string_view stream_id, std::int64_t version, int format,
-                              std::int64_t position, std::int64_t recorded_at_micros,
-                              std::string_view state) {
-  std::string bytes;
-  bytes.reserve(stream_id.size() + 80 + state.size());
-  bytes.append(stream_id);
-  for (const std::int64_t n :
-       {version, static_cast<std::int64_t>(format), position, recorded_at_micros}) {
-    bytes += '\n';
-    bytes += std::to_string(n);
-  }
-  bytes += '\n';
-  bytes.append(state);
-  return detail::sha256_hex(bytes);
-}
-
 constexpr const char* kChecksumSql =
     "sha256(convert_to(stream_id || E'\\n' || stream_version || E'\\n' || format_version || "
     "E'\\n' || last_position || E'\\n' || (extract(epoch FROM last_recorded_at) * "
@@ -136,7 +124,56 @@ RecordedEvent event_from_row(std::string_view stream_id, const SqlRow& row) {
   return ev;
 }
 
+// Throws ValidationError: the moment is before the baseline ev, whose history retention
+// removed. Names the compaction's time when its audit record (the baseline's causation_id) is
+// found.
+[[noreturn]] void refuse_compacted(UnitOfWork& uow, const RecordedEvent& ev, const AsOf& as_of) {
+  std::string when;
+  const std::string& record = ev.metadata.causation_id;
+  const bool uuid =
+      record.size() == 36 && record.find_first_not_of("0123456789abcdef-") == std::string::npos;
+  if (uuid) {
+    try {
+      const auto rows = uow.exec(
+          "SELECT (extract(epoch FROM recorded_at) * 1000000)::bigint FROM prefstore.events "
+          "WHERE stream_id = $1 AND event_id = $2::uuid",
+          {std::string(kAuditStreamId), record});
+      if (!rows.empty()) when = " on " + format_timestamp(from_unix_micros(to_int(rows[0][0])));
+    } catch (const Error&) {
+      // The message goes out without the date.
+    }
+  }
+  throw ValidationError(
+      "history of " + ev.stream_id + " before version " + std::to_string(ev.stream_version) + " (" +
+      format_timestamp(ev.recorded_at) + ") was compacted by retention" + when +
+      ": its state as of " + as_of.describe() +
+      " is no longer known; ask for a moment at or after version " +
+      std::to_string(ev.stream_version) + " (position " + std::to_string(ev.global_position) +
+      ", " + format_timestamp(ev.recorded_at) + ")");
+}
+
 }  // namespace
+
+namespace detail {
+// The checksum of a snapshot row covers what says where the state belongs, not only the state:
+// SHA-256 of "stream_id\nstream_version\nformat_version\nlast_position\nlast_recorded_at
+// (unix micros)\n" followed by the state bytes. kChecksumSql computes the same in SQL.
+std::string snapshot_checksum(std::string_view stream_id, std::int64_t version, int format,
+                              std::int64_t position, std::int64_t recorded_at_micros,
+                              std::string_view state) {
+  std::string bytes;
+  bytes.reserve(stream_id.size() + 80 + state.size());
+  bytes.append(stream_id);
+  for (const std::int64_t n :
+       {version, static_cast<std::int64_t>(format), position, recorded_at_micros}) {
+    bytes += '\n';
+    bytes += std::to_string(n);
+  }
+  bytes += '\n';
+  bytes.append(state);
+  return detail::sha256_hex(bytes);
+}
+}  // namespace detail
 
 StreamState load_state(UnitOfWork& uow, std::string_view stream_id, const AsOf& as_of) {
   const std::string stream(stream_id);
@@ -162,8 +199,8 @@ StreamState load_state(UnitOfWork& uow, std::string_view stream_id, const AsOf& 
                                " is unknown to this build (it reads version " +
                                std::to_string(kSnapshotFormatVersion) + ")");
       }
-      if (snapshot_checksum(stream, version, format, to_int(row[4]), to_int(row[5]), state) !=
-          row[3].value()) {
+      if (detail::snapshot_checksum(stream, version, format, to_int(row[4]), to_int(row[5]),
+                                    state) != row[3].value()) {
         throw CorruptDataError("checksum mismatch");
       }
       out.state = decode_snapshot_state(state, static_cast<int>(to_int(row[1])));
@@ -186,7 +223,17 @@ StreamState load_state(UnitOfWork& uow, std::string_view stream_id, const AsOf& 
         {stream, std::to_string(out.version), std::to_string(max_version), std::to_string(page)});
     for (const SqlRow& row : rows) {
       RecordedEvent ev = event_from_row(stream_id, row);
-      if (!as_of.includes(ev)) return out;
+      const bool baseline = std::holds_alternative<PreferencesBaseline>(ev.data);
+      if (!as_of.includes(ev)) {
+        // Retention removed the events before a baseline: a moment before it is unknown (but
+        // version 0, before the first event, is the empty state).
+        const bool before_all = as_of.kind == AsOf::Kind::version && as_of.number < 1;
+        if (baseline && !before_all && out.version < ev.stream_version - 1) {
+          refuse_compacted(uow, ev, as_of);
+        }
+        return out;
+      }
+      if (baseline) out.state.clear();  // the whole state at its version
       apply(out.state, ev);
       out.version = ev.stream_version;
       out.last_position = ev.global_position;
@@ -212,8 +259,9 @@ bool save_snapshot(UnitOfWork& uow, std::string_view stream_id, const StreamStat
       "created_at = now()",
       {std::string(stream_id), std::to_string(state.version),
        std::to_string(kSnapshotFormatVersion), bytea_to_text(bytes),
-       snapshot_checksum(stream_id, state.version, kSnapshotFormatVersion, state.last_position,
-                         to_unix_micros(state.last_recorded_at), bytes),
+       detail::snapshot_checksum(stream_id, state.version, kSnapshotFormatVersion,
+                                 state.last_position, to_unix_micros(state.last_recorded_at),
+                                 bytes),
        std::to_string(state.last_position),
        std::to_string(to_unix_micros(state.last_recorded_at))});
   return true;
@@ -243,9 +291,9 @@ std::vector<SnapshotInfo> list_snapshots(ConnectionPool& pool, std::optional<std
     info.last_recorded_at = from_unix_micros(to_int(row[6]));
     info.created_at = from_unix_micros(to_int(row[7]));
     info.intact = info.format_version == kSnapshotFormatVersion &&
-                  snapshot_checksum(info.stream_id, info.stream_version, info.format_version,
-                                    info.last_position, to_unix_micros(info.last_recorded_at),
-                                    state) == row[4].value();
+                  detail::snapshot_checksum(
+                      info.stream_id, info.stream_version, info.format_version, info.last_position,
+                      to_unix_micros(info.last_recorded_at), state) == row[4].value();
     if (info.intact) {
       try {
         (void)decode_snapshot_state(state, info.format_version);

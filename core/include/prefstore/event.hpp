@@ -76,8 +76,56 @@ struct PreferencesRestored {
   friend bool operator==(const PreferencesRestored&, const PreferencesRestored&) = default;
 };
 
-using EventData = std::variant<PreferenceSet, PreferenceReset, PreferenceDefined,
-                               PreferenceDeprecated, PreferencesRestored>;
+// A user's stream was erased (right to erasure): its events, snapshots and read-model rows are
+// gone. Type "StreamErased", schema version 1. Written only into prefstore's audit stream
+// "$audit" by prefstore.erase_stream() (migration 0004), in the erasing transaction; who and
+// why are the event's metadata (actor, reason).
+// Payload: {"stream_id": "alice", "events": 12, "stream_version": 12, "first_position": 3,
+//           "last_position": 907, "chain_head": "<64 hex digits>"}
+struct StreamErased {
+  std::string stream_id;
+  std::int64_t events = 0;          // events removed
+  std::int64_t stream_version = 0;  // the stream's last version when erased
+  std::int64_t first_position = 0;  // global positions of its first and last event (0 if none)
+  std::int64_t last_position = 0;
+  std::string chain_head;  // chain hash of its last event, 64 lower-case hex digits
+  friend bool operator==(const StreamErased&, const StreamErased&) = default;
+};
+
+// Retention compacted the events of a user's stream up to a version into a baseline event
+// (PreferencesBaseline) at that version. Type "StreamCompacted", schema version 1. Written only
+// into "$audit", in the compacting transaction; who and why are the metadata.
+// Payload: {"stream_id": "alice", "up_to_version": 40, "events": 40,
+//           "older_than": "2025-11-30T00:00:00.000000Z", "chain_head": "<64 hex digits>"}
+struct StreamCompacted {
+  std::string stream_id;
+  std::int64_t up_to_version = 0;  // the baseline's version: events 1..up_to_version are gone
+  std::int64_t events = 0;         // events removed (the baseline replaced the last of them)
+  Timestamp older_than{};          // the retention cut-off: events recorded before it went
+  std::string chain_head;          // chain hash at up_to_version, kept by the baseline
+  friend bool operator==(const StreamCompacted&, const StreamCompacted&) = default;
+};
+
+// The preferences of a user as they were at this event's version, standing in for the events up
+// to it, which retention removed. Type "PreferencesBaseline", schema version 1. Stored at the
+// version, position, time and transaction of the event it replaces, and keeps that event's chain
+// hash (so the next event's link holds). Acts like one PreferenceSet per preference; it is the
+// first event of its stream.
+// Payload: {"chain_head": "<64 hex digits>", "compacted_events": 40,
+//           "preferences": [{"key": "...", "type": "int", "value": 30}, ...]}
+struct PreferencesBaseline {
+  std::string chain_head;
+  std::int64_t compacted_events = 0;
+  std::vector<PreferenceSet> preferences;  // keys unique
+  friend bool operator==(const PreferencesBaseline&, const PreferencesBaseline&) = default;
+};
+
+using EventData =
+    std::variant<PreferenceSet, PreferenceReset, PreferenceDefined, PreferenceDeprecated,
+                 PreferencesRestored, StreamErased, StreamCompacted, PreferencesBaseline>;
+
+// The stream holding prefstore's own audit records (StreamErased, StreamCompacted).
+inline constexpr std::string_view kAuditStreamId = "$audit";
 
 // One effect of an event on a user's preferences: key set to *value, or reset (value nullptr).
 // Points into the event it came from.
@@ -87,7 +135,8 @@ struct PreferenceChange {
 };
 
 // The effects of an event on the preferences of its stream, in order: one for PreferenceSet and
-// PreferenceReset, one per key for PreferencesRestored, none for definition events. The fold,
+// PreferenceReset, one per key for PreferencesRestored and PreferencesBaseline, none for
+// definition events and audit records. The fold,
 // the append's current-state rows and every read model use this one list.
 [[nodiscard]] std::vector<PreferenceChange> preference_changes(const EventData& event);
 

@@ -18,17 +18,21 @@
 
 #include "prefstore/append_options.hpp"
 #include "prefstore/as_of.hpp"
+#include "prefstore/audit.hpp"
 #include "prefstore/definition.hpp"
 #include "prefstore/event.hpp"
 #include "prefstore/metadata.hpp"
 #include "prefstore/preference_state.hpp"
 #include "prefstore/storage/backup.hpp"
 #include "prefstore/storage/connection_pool.hpp"
+#include "prefstore/storage/erasure.hpp"
 #include "prefstore/storage/migrations.hpp"
+#include "prefstore/storage/retention.hpp"
 #include "prefstore/storage/snapshots.hpp"
 #include "prefstore/store_options.hpp"
 #include "prefstore/time_travel.hpp"
 #include "prefstore/value.hpp"
+#include "prefstore/verify.hpp"
 
 namespace prefstore {
 
@@ -109,6 +113,12 @@ class Store {
   // The stream's current version, 0 when it has no events.
   [[nodiscard]] std::int64_t version(std::string_view user);
 
+  // One page of the audit trail: the events matching every filter of query, newest or oldest
+  // first, with the cursor of the next page (absent at the end). Pages never repeat or skip an
+  // event while writers append (audit.hpp). Throws ValidationError naming the field for a bad
+  // filter, limit or cursor (also a cursor of other filters); UnavailableError. Read-only.
+  [[nodiscard]] AuditPage audit(const AuditQuery& query);
+
   // --- time travel (see as_of.hpp for what a moment includes) ---
 
   // The user's own values as of a moment, from the newest intact snapshot at or before it plus
@@ -178,6 +188,38 @@ class Store {
   // catch-up` to fill them again). Fields reset_tables and on_events of options are ignored.
   storage::BackupRestoreSummary restore_backup(const std::filesystem::path& file,
                                                const storage::BackupRestoreOptions& options = {});
+
+  // --- erasure (storage/erasure.hpp) ---
+
+  // Right to erasure: removes the user's events, snapshots and current preferences through the
+  // one privileged path and records who (options.actor), when, why (reason), how many events
+  // and the chain head in a StreamErased record of the stream "$audit". Asynchronous read
+  // models forget the user when they catch up. Backups taken afterwards do not contain the
+  // user; older backups still do (docs/operations.md). Requires: the store's role may erase
+  // (prefstore_owner). Throws ValidationError (invalid user id, blank reason, unknown user),
+  // PermissionError, and the errors of any write; a retry with the same options.event_id
+  // returns the first result with already_erased true.
+  storage::ErasureRecord erase_user(std::string_view user, std::string_view reason,
+                                    const storage::EraseOptions& options = {});
+
+  // --- tamper evidence ---
+
+  // Recomputes every stream's hash chain and checks versions, stream rows, decoding, baselines,
+  // erasures and (unless options.check_projections is false) the read models against the fold
+  // of the log, in one read-only snapshot; see storage/verify.hpp. Damage is reported, not
+  // thrown. Throws MigrationError when the schema predates the chain (migration 0004),
+  // PermissionError, UnavailableError (safe to retry: it writes nothing).
+  [[nodiscard]] VerifyReport verify(const VerifyOptions& options = {});
+
+  // --- retention (storage/retention.hpp) ---
+
+  // Opt-in retention: compacts each user's events recorded before options.policy's cut-off into
+  // one PreferencesBaseline event (the state then), recording who, when, why, how many events
+  // and the chain head in a StreamCompacted record of "$audit"; the current state, reads as of a
+  // moment at or after the baseline, rebuilds and backups are unchanged; reads as of an earlier
+  // moment throw ValidationError. See storage::compact_streams for what is skipped and thrown.
+  // Requires: the store's role may compact (prefstore_owner), unless options.dry_run.
+  storage::CompactReport compact(const storage::CompactOptions& options);
 
   // --- administration ---
 

@@ -55,8 +55,11 @@ class Projection {
   // rather than a runner: a rebuild then holds the writers off while it swaps. Default false.
   [[nodiscard]] virtual bool is_inline() const { return false; }
 
-  // Applies a batch of events, in commit-safe log order, through ctx. Throwing rolls the whole
-  // batch back; the runner then finds the failing event and stops there.
+  // Applies a batch of events, in commit-safe log order, through ctx. The batch holds the
+  // events of every stream, prefstore's own included: a projection keeping rows per user must
+  // delete them when it applies a StreamErased record naming that user (stream "$audit"; the
+  // user's events are gone from the log by then, so a rebuild never sees them). Throwing rolls the
+  // whole batch back; the runner then finds the failing event and stops there.
   virtual void apply(const std::vector<RecordedEvent>& batch, ProjectionContext& ctx) = 0;
 };
 

@@ -2,7 +2,9 @@
 // the product question "which time zones do our users pick?". Asynchronous read model over
 // PreferenceSet and PreferenceReset events of user streams; users at the default are not
 // counted. Tables: preference_value_counts (the answer) and preference_value_holders (which
-// value each user holds, to move users between counts). Thread-safety: as Projection.
+// value each user holds, to move users between counts). An erased user (a StreamErased record
+// in "$audit") is forgotten when the record is applied: their holders go, their counts drop.
+// Thread-safety: as Projection.
 #pragma once
 
 #include "prefstore/projections/projection.hpp"
@@ -15,7 +17,8 @@ class ValueCountsProjection final : public Projection {
   [[nodiscard]] std::vector<std::string> tables() const override {
     return {"preference_value_counts", "preference_value_holders"};
   }
-  // Two statements per batch whatever its size: the batch is folded per (user, key) first.
+  // Two statements per batch whatever its size (plus two per erasure record): the batch is
+  // folded per (user, key) first.
   void apply(const std::vector<RecordedEvent>& batch, ProjectionContext& ctx) override;
 };
 

@@ -37,6 +37,12 @@ struct PoolOptions {
   std::chrono::milliseconds statement_timeout{0};
   // application_name shown in pg_stat_activity. Default "prefstore".
   std::string application_name = "prefstore";
+  // Role every connection switches to right after connecting (SET ROLE), so it holds only that
+  // role's privileges: "prefstore_writer" for a service, "prefstore_reader" for read-only
+  // tools, "prefstore_owner" for migrations, erasure and restores. The login role must be a
+  // member of it; otherwise connecting fails with PermissionError naming both. "" (default)
+  // keeps the login role's own privileges.
+  std::string role;
 };
 
 // Counters of a pool, for status output and tests. A consistent snapshot.

@@ -39,6 +39,22 @@ struct LocalServerOptions {
   std::string superuser = "postgres";
   // Extra postgresql.conf settings written at initdb time, e.g. {"max_connections", "200"}.
   std::vector<std::pair<std::string, std::string>> settings;
+  // TLS: the server's certificate chain (PEM). Default empty: no TLS. When set (with
+  // ssl_key_file), initialization copies the files into the cluster folder, gives them to the
+  // server's user (the key with mode 0600, as PostgreSQL requires) and sets ssl = on, so the
+  // originals may lie anywhere the calling process can read. Only useful with listen_tcp.
+  std::filesystem::path ssl_cert_file;
+  // TLS: the private key of ssl_cert_file (PEM, unencrypted). Default empty. Required with
+  // ssl_cert_file.
+  std::filesystem::path ssl_key_file;
+  // TLS: CA certificates (PEM) the server trusts for client certificates (pg_hba `cert` auth or
+  // clientcert=verify-full). Default empty: client certificates are not requested.
+  std::filesystem::path ssl_ca_file;
+  // Lines written at the top of pg_hba.conf at initialization, before initdb's own ("local all
+  // all trust", "host all all 127.0.0.1/32 scram-sha-256", ...); the first matching line wins.
+  // E.g. {"hostnossl all all 127.0.0.1/32 reject", "hostssl all all 127.0.0.1/32
+  // scram-sha-256"} to require TLS over TCP. Default none: initdb's lines only.
+  std::vector<std::string> hba_lines;
 };
 
 // Reads PREFSTORE_HOME, PREFSTORE_LOCAL_USER and PREFSTORE_PG_BINDIR over the defaults above.

@@ -42,7 +42,10 @@ struct StreamState {
 
 // Loads the stream's state as of `as_of` in uow (see as_of.hpp for what each kind includes).
 // Reads events in pages, so memory is bounded by the state and a page. A stream without events
-// (or none by then) gives version 0 and an empty state. Throws CorruptDataError when an event
+// (or none by then) gives version 0 and an empty state. A retention baseline
+// (PreferencesBaseline, retention.hpp) stands for the whole state at its version; a moment
+// before it throws ValidationError naming the user, the moment and the baseline's version,
+// position and time, since the events before it are gone. Throws CorruptDataError when an event
 // cannot be decoded, and the translated database errors.
 [[nodiscard]] StreamState load_state(UnitOfWork& uow, std::string_view stream_id,
                                      const AsOf& as_of);
