@@ -1,5 +1,7 @@
 #include "verify.hpp"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <iomanip>
 #include <iostream>
@@ -73,7 +75,7 @@ std::optional<int> VerifyCommand::run() {
   VerifyOptions options;
   if (!m_all) options.stream_id = m_user;
   options.check_projections = !m_no_projections;
-  if (m_all && !m_quiet) {
+  if (m_all && !m_quiet && ::isatty(STDERR_FILENO) != 0) {  // a progress line for people
     options.progress = [](const VerifyProgress& p) {
       std::cerr << "\rverify: " << p.streams << "/" << p.total_streams << " streams, " << p.events
                 << " events" << std::flush;

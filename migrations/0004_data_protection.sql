@@ -1,7 +1,8 @@
 -- 0004_data_protection.sql: tamper evidence and the one privileged path that may remove events.
 --
 --   1. prefstore_owner owns every object of schema prefstore (when the role running the
---      migration may hand them over), so DDL and erasure need that role, not a superuser.
+--      migration may hand them over), so DDL and erasure need that role, not a superuser; and
+--      the roles nest (reader < writer < owner), so a login may drop to a smaller one per task.
 --   2. A hash chain per stream: events.chain_hash = SHA-256(chain_hash of the stream's previous
 --      event || canonical bytes of this event), computed by a trigger on every insert, whoever
 --      inserts. prefstore verify recomputes it independently (OpenSSL) and names the first
@@ -371,5 +372,29 @@ GRANT EXECUTE ON FUNCTION prefstore.chain_event(),
     TO prefstore_owner, prefstore_writer, prefstore_reader;
 GRANT EXECUTE ON FUNCTION prefstore.hash_chain(bytea)
     TO prefstore_owner, prefstore_writer, prefstore_reader;
+
+-- The roles nest: reader < writer < owner. A login role granted prefstore_owner (a DBA) may
+-- also work as the writer or the reader, and a writer's login as the reader, which is what
+-- switching to the role of each task (PoolOptions::role) needs. Memberships are cluster-wide,
+-- like the roles: another database may be granting them at the same moment (ignored).
+DO $do$
+BEGIN
+    IF NOT pg_catalog.pg_has_role('prefstore_writer', 'prefstore_reader', 'MEMBER') THEN
+        GRANT prefstore_reader TO prefstore_writer;
+    END IF;
+EXCEPTION WHEN unique_violation OR duplicate_object THEN
+    NULL;
+END
+$do$;
+
+DO $do$
+BEGIN
+    IF NOT pg_catalog.pg_has_role('prefstore_owner', 'prefstore_writer', 'MEMBER') THEN
+        GRANT prefstore_writer TO prefstore_owner;
+    END IF;
+EXCEPTION WHEN unique_violation OR duplicate_object THEN
+    NULL;
+END
+$do$;
 
 SELECT prefstore.assign_owner();

@@ -12,7 +12,8 @@
 --      position or time at or after V still work; the chain trigger gives it the chain hash of
 --      event V (its payload's chain_head), so the link of event V + 1 still holds;
 --   4. points the preferences_current rows set at or before V at the baseline (what a rebuild
---      of that read model from the log now gives), and deletes the snapshots older than V.
+--      of that read model from the log now gives), and deletes the stream's snapshots (they
+--      name removed events; the snapshot policy writes new ones).
 -- The caller (prefstore compact, storage/src/retention.cpp) locks the stream row, refuses when
 -- an asynchronous projection has read only part of the events up to V, and folds the baseline's
 -- preferences from the log in the same transaction. Nothing runs by itself: retention is opt-in.
@@ -180,8 +181,10 @@ BEGIN
     SET version = p_up_to_version, updated_at = v_recorded_at, updated_by = NULLIF(p_actor, ''),
         last_position = v_position
     WHERE p.stream_id = p_stream_id AND p.version <= p_up_to_version;
-    DELETE FROM prefstore.snapshots s
-    WHERE s.stream_id = p_stream_id AND s.stream_version < p_up_to_version;
+    -- Every snapshot goes: those below V describe history that is gone, and those at or above it
+    -- name (in their entries) the events that set each key, some of which are gone too. The
+    -- snapshot policy writes new ones from the baseline on.
+    DELETE FROM prefstore.snapshots s WHERE s.stream_id = p_stream_id;
     PERFORM pg_notify('prefstore_events', '');
 
     RETURN QUERY SELECT v_audit_position, v_events, v_first, v_chain_hash, v_position, false;
@@ -199,7 +202,7 @@ COMMENT ON FUNCTION prefstore.compact_stream(text, bigint, jsonb, uuid, timestam
     'StreamCompacted record to "$audit" (stream_id, up_to_version, events, older_than, '
     'chain_head; metadata actor and reason; event id p_event_id; the baseline''s causation_id), '
     'then deletes the events, inserts the baseline, points the preferences_current rows set at '
-    'or before that version at the baseline and deletes the snapshots older than it. The caller '
+    'or before that version at the baseline and deletes the stream''s snapshots. The caller '
     'locks the stream row first and checks that no asynchronous projection has read only part '
     'of the events removed. A retry with the same p_event_id returns the stored record '
     '(already_compacted true). Errors: invalid_parameter_value (a "$" stream, no reason, no such '
