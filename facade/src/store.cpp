@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <mutex>
+#include <random>
 #include <set>
 #include <shared_mutex>
+#include <thread>
 
 #include "prefstore/errors.hpp"
 #include "prefstore/preference_key.hpp"
@@ -40,9 +42,49 @@ struct Store::Impl {
     return result;
   }
 
+  // Runs call, retrying transient errors as options.retry says (retry_policy.hpp).
+  template <class Call>
+  auto retrying(Call&& call) -> decltype(call()) {
+    const RetryPolicy& policy = options.retry;
+    const auto started = Clock::now();
+    double wait_ms = static_cast<double>(policy.initial_backoff.count());
+    for (int attempt = 1;; ++attempt) {
+      try {
+        return call();
+      } catch (const Error& e) {
+        if (!e.retryable() || attempt >= policy.max_attempts) throw;
+        const double jitter = std::clamp(policy.jitter, 0.0, 1.0);
+        std::uniform_real_distribution<double> draw(wait_ms * (1.0 - jitter), wait_ms);
+        auto wait = std::chrono::milliseconds(static_cast<std::int64_t>(draw(random())));
+        if (policy.deadline.count() > 0) {
+          const auto left = policy.deadline - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  Clock::now() - started);
+          if (left <= std::chrono::milliseconds(0)) throw;
+          wait = std::min(wait, left);
+        }
+        if (policy.on_retry) policy.on_retry(e, attempt, wait);
+        std::this_thread::sleep_for(wait);
+        wait_ms = std::min(wait_ms * std::max(1.0, policy.multiplier),
+                           static_cast<double>(policy.max_backoff.count()));
+      }
+    }
+  }
+
+  static std::mt19937_64& random() {
+    thread_local std::mt19937_64 engine{std::random_device{}()};
+    return engine;
+  }
+
+  // Appends with retries. The event ids are fixed before the first attempt, so that a retry of
+  // a commit that landed finds them stored and stores nothing twice.
   AppendResult append(std::string_view stream, std::vector<storage::NewEvent> events,
                       const AppendOptions& call, const Metadata& metadata) {
-    return announce(stream, log->append(stream, events, call.expected, metadata), events);
+    for (auto& e : events) {
+      if (e.event_id.empty()) e.event_id = new_event_id();
+    }
+    return announce(stream,
+                    retrying([&] { return log->append(stream, events, call.expected, metadata); }),
+                    events);
   }
 
   // Cached definitions (see StoreOptions::definitions_refresh).
@@ -61,7 +103,7 @@ struct Store::Impl {
       std::unique_lock lock(cache_mutex);
       ticket = ++loads_started;
     }
-    DefinitionCatalog fresh = state->definitions();
+    DefinitionCatalog fresh = retrying([&] { return state->definitions(); });
     std::unique_lock lock(cache_mutex);
     if (ticket < installed) return;
     cache = std::move(fresh);
@@ -246,7 +288,9 @@ boost::signals2::connection Store::on_appended(std::function<void(const Appended
 std::optional<Value> Store::get(std::string_view user, std::string_view key) {
   validate_user_id(user);
   validate_key(key);
-  if (auto entry = m_impl->state->get(user, key)) return std::move(entry->value);
+  if (auto entry = m_impl->retrying([&] { return m_impl->state->get(user, key); })) {
+    return std::move(entry->value);
+  }
   if (auto def = m_impl->definition_of(key)) return def->default_value;
   return std::nullopt;
 }
@@ -254,7 +298,7 @@ std::optional<Value> Store::get(std::string_view user, std::string_view key) {
 std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user) {
   validate_user_id(user);
   std::map<std::string, ResolvedPreference> out;
-  for (auto& [key, entry] : m_impl->state->get_all(user)) {
+  for (auto& [key, entry] : m_impl->retrying([&] { return m_impl->state->get_all(user); })) {
     out.emplace(key, ResolvedPreference{entry.value, false, entry});
   }
   const DefinitionCatalog catalog = [&] {
@@ -287,11 +331,11 @@ std::vector<RecordedEvent> Store::history(std::string_view user, std::int64_t li
                                           std::int64_t after_version) {
   if (user.empty()) throw ValidationError("history: the user id must not be empty");
   if (limit < 0) throw ValidationError("history: limit must not be negative");
-  return m_impl->log->read_stream(user, after_version + 1, limit);
+  return m_impl->retrying([&] { return m_impl->log->read_stream(user, after_version + 1, limit); });
 }
 
 std::int64_t Store::version(std::string_view user) {
-  return m_impl->log->stream_version(user).value_or(0);
+  return m_impl->retrying([&] { return m_impl->log->stream_version(user); }).value_or(0);
 }
 
 AuditPage Store::audit(const AuditQuery& query) {

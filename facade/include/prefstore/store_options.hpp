@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "prefstore/projections/projection.hpp"
+#include "prefstore/retry_policy.hpp"
 #include "prefstore/storage/connection_pool.hpp"
 #include "prefstore/storage/local_server.hpp"
 
@@ -35,6 +36,9 @@ struct StoreOptions {
   // query). A key missing from the cache triggers a reload at once (at most every 100 ms).
   // Definitions written through this Store update the cache immediately. Default 5 s.
   std::chrono::milliseconds definitions_refresh{5000};
+  // How writes (set, set_many, reset, define, deprecate) and the reads get, get_all, version
+  // and history retry transient errors (retry_policy.hpp). Default: 6 attempts within 10 s.
+  RetryPolicy retry;
   // Projections to run inline, in every write's transaction (their tables are current when the
   // write returns; a failing one fails the write). Each write then costs two round trips more.
   // Do not also run them asynchronously. Default: none (preferences_current is always inline).
