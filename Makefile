@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps configure build test demo bench format format-check sanitize clean
+.PHONY: all deps configure build test test-faults demo bench format format-check sanitize clean
 
 all: build
 
@@ -23,6 +23,12 @@ build: configure
 # The whole suite against throwaway PostgreSQL clusters; ends with ctest's summary line.
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# The long form of the fault-injection tests (ten times the cycles of `make test`'s short form):
+# kill -9 of the server, cut connections, pool exhaustion, timeouts, read-only, many processes.
+# Run directly (not through ctest, whose 600 s limit the long form may near); about 5 minutes.
+test-faults: build
+	@PREFSTORE_FAULT_LONG=1 $(BUILD_DIR)/tests/fault_test
 
 # The main job on prefstore's own local server (./.prefstore, or $$PREFSTORE_HOME).
 demo: build

@@ -35,10 +35,27 @@ int exit_code_for(const prefstore::Error& e) {
   return kError;
 }
 
+bool transaction_pooling_from_environment() {
+  const char* raw = std::getenv("PREFSTORE_TRANSACTION_POOLING");
+  if (raw == nullptr) return false;
+  const std::string value = raw;
+  if (value == "1" || value == "true" || value == "yes" || value == "on") return true;
+  if (value.empty() || value == "0" || value == "false" || value == "no" || value == "off") {
+    return false;
+  }
+  throw UsageError("PREFSTORE_TRANSACTION_POOLING=\"" + value +
+                   "\" is not a yes/no value; set 1 when PREFSTORE_DATABASE_URL names a "
+                   "transaction-pooling proxy such as PgBouncer (pool_mode=transaction), else 0 "
+                   "or leave it unset");
+}
+
 std::string role_for(Task task) {
   if (const char* role = std::getenv("PREFSTORE_ROLE"); role != nullptr && *role != '\0') {
     return std::string(role) == "none" ? std::string() : std::string(role);
   }
+  // Through a transaction-pooling proxy SET ROLE would not hold: the login role's own
+  // (membership-inherited) privileges are the task's privileges.
+  if (transaction_pooling_from_environment()) return "";
   switch (task) {
     case Task::read:
       return "prefstore_reader";
@@ -56,6 +73,7 @@ prefstore::StoreOptions store_options(bool open_mode, Task task) {
   prefstore::StoreOptions options;
   options.pool.max_size = 2;
   options.pool.role = task == Task::migrate ? std::string() : role_for(task);
+  options.pool.transaction_pooling = transaction_pooling_from_environment();
   options.strict = !open_mode;
   return options;
 }

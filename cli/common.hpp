@@ -25,6 +25,7 @@ enum Exit : int {
   kSchema = 6,       // migrations changed, unknown or failed
   kPermission = 7,   // credentials refused or privilege missing
   kCorrupt = 8,      // stored data failed an integrity check
+  kUnhealthy = 9,    // `prefstore status`: the store is reachable but unhealthy
 };
 
 // Options shared by the writing commands.
@@ -74,13 +75,23 @@ struct WriteFlags {
 // create those roles first).
 enum class Task { read, write, administer, migrate };
 
+// True when PREFSTORE_TRANSACTION_POOLING is 1 (or true, yes, on): the database URL names a
+// transaction-pooling proxy such as PgBouncer (pool_mode=transaction), and commands open the
+// store with PoolOptions::transaction_pooling (no prepared statements, no session settings, no
+// SET ROLE; `migrate` must then connect to the server directly). Unset, "", 0, false, no, off:
+// false. Throws UsageError naming the variable for any other value.
+[[nodiscard]] bool transaction_pooling_from_environment();
+
 // The role a task works as: $PREFSTORE_ROLE when set ("none" keeps the login role's own
 // privileges, for a login role that owns prefstore's objects without being a member of its
-// roles), else the task's role above. "" means no SET ROLE.
+// roles), else the task's role above; with PREFSTORE_TRANSACTION_POOLING set, no role unless
+// PREFSTORE_ROLE names one (which the pool then refuses with a UsageError saying why: the login
+// role itself must be a member of the one role it needs). "" means no SET ROLE.
 [[nodiscard]] std::string role_for(Task task);
 
 // How a command opens the store: a small pool, the task's role; open mode accepts undefined
 // keys. The login role must be a member of the task's role (PermissionError otherwise).
+// PREFSTORE_TRANSACTION_POOLING sets PoolOptions::transaction_pooling.
 prefstore::StoreOptions store_options(bool open_mode, Task task);
 
 // Parses a moment given on the command line: an ISO 8601 time ("2026-11-30T08:00:00Z", a date

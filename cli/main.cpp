@@ -15,8 +15,10 @@
 #include "common.hpp"
 #include "erasure.hpp"
 #include "history.hpp"
+#include "observe.hpp"
 #include "output.hpp"
 #include "prefstore/errors.hpp"
+#include "prefstore/logging.hpp"
 #include "prefstore/preference_key.hpp"
 #include "prefstore/projections/rebuild.hpp"
 #include "prefstore/projections/registry.hpp"
@@ -472,7 +474,9 @@ int main(int argc, char** argv) {
       "The database comes from PREFSTORE_DATABASE_URL, else libpq's PG* variables or service "
       "file,\nelse prefstore's own local server under ./.prefstore (or $PREFSTORE_HOME).\n"
       "Exit codes: 0 ok, 1 error, 2 usage, 3 validation, 4 conflict, 5 unavailable, 6 schema,\n"
-      "7 permission, 8 corrupt data (docs/errors.md).",
+      "7 permission, 8 corrupt data, 9 unhealthy (docs/errors.md).\n"
+      "Behind PgBouncer in transaction mode set PREFSTORE_TRANSACTION_POOLING=1 "
+      "(docs/operations.md, \"PgBouncer\").",
       "prefstore"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "prefstore 0.1.0");
@@ -586,6 +590,16 @@ int main(int argc, char** argv) {
   erase.add_to(app);
   prefstore::cli::RetentionCommand compact;
   compact.add_to(app);
+  prefstore::cli::ObserveCommands observe;
+  observe.add_to(app);
+
+  std::string log_level = "off";
+  app.add_option("--log-level", log_level,
+                 "Structured log lines (logfmt) on stderr at this level and above: trace, debug, "
+                 "info, warn, error, off")
+      ->envname("PREFSTORE_LOG_LEVEL")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "off"}));
 
   try {
     app.parse(argc, argv);
@@ -600,12 +614,16 @@ int main(int argc, char** argv) {
     return kUsage;
   }
 
+  prefstore::set_log_level(
+      prefstore::parse_log_level(log_level).value_or(prefstore::LogLevel::off));
+
   try {
     if (auto code = time_travel.run(open_mode)) return *code;
     if (auto code = backups.run()) return *code;
     if (auto code = verify.run()) return *code;
     if (auto code = erase.run()) return *code;
     if (auto code = compact.run()) return *code;
+    if (auto code = observe.run()) return *code;
     if (migrate->parsed()) return run_migrate(status_only);
     if (local->parsed()) return run_local(local_action);
     if (set->parsed()) return run_set(open_mode, user, key, value_text, set_flags);

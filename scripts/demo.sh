@@ -144,4 +144,15 @@ show get linus
 show history '$audit'
 show verify --all --no-projections
 
+step "Monitoring: a health check with an exit code, and metrics in the Prometheus text format"
+show projections catch-up
+show status
+show set grace calendar.reminder_minutes 15 --source calendar-mobile
+printf '%s(one new event; the asynchronous projections have not applied it yet)%s\n' "$dim" "$off"
+refused status --max-lag-events 0
+show projections catch-up
+show status --max-lag-events 0 --json
+printf '%s$ prefstore metrics | grep -E "^prefstore_(up|log_events|streams|projection_lag_events)"%s\n' "$dim" "$off"
+"$cli" metrics | grep -E '^prefstore_(up|log_events|streams|projection_lag_events)'
+
 printf '\nThe local server keeps running for the next command; stop it with: %s local stop\n' "$cli"

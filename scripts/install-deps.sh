@@ -8,7 +8,7 @@ packages=(
   libpqxx-dev libpq-dev libcereal-dev rapidjson-dev libboost-dev librapidcheck-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libssl-dev openssl libspdlog-dev libfmt-dev
-  postgresql-15 postgresql-client-15
+  postgresql-15 postgresql-client-15 pgbouncer
   clang-format util-linux procps
 )
 

@@ -7,13 +7,17 @@
 #include <set>
 #include <shared_mutex>
 #include <thread>
+#include <type_traits>
 
 #include "prefstore/errors.hpp"
+#include "prefstore/logging.hpp"
+#include "prefstore/metrics.hpp"
 #include "prefstore/preference_key.hpp"
 #include "prefstore/projections/current_state.hpp"
 #include "prefstore/projections/inline_projections.hpp"
 #include "prefstore/projections/registry.hpp"
 #include "prefstore/storage/current_state.hpp"
+#include "prefstore/storage/database_status.hpp"
 #include "prefstore/storage/database_url.hpp"
 #include "prefstore/storage/event_log.hpp"
 #include "prefstore/storage/snapshots.hpp"
@@ -23,6 +27,29 @@ namespace prefstore {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+// The error label of prefstore_operation_errors_total: what the caller can do about it.
+const char* error_kind(const Error& e) noexcept {
+  if (dynamic_cast<const VersionConflictError*>(&e)) return "version_conflict";
+  if (dynamic_cast<const ConflictError*>(&e)) return "conflict";
+  if (dynamic_cast<const ValidationError*>(&e)) return "validation";
+  if (dynamic_cast<const CommitInDoubtError*>(&e)) return "commit_in_doubt";
+  if (dynamic_cast<const ContentionError*>(&e)) return "contention";
+  if (dynamic_cast<const TransientError*>(&e)) return "unavailable";
+  if (dynamic_cast<const PermissionError*>(&e)) return "permission";
+  if (dynamic_cast<const MigrationError*>(&e)) return "schema";
+  if (dynamic_cast<const CorruptDataError*>(&e)) return "corrupt";
+  if (dynamic_cast<const UsageError*>(&e)) return "usage";
+  return "database";
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+}  // namespace
+
 struct Store::Impl {
   StoreOptions options;
   bool local = false;
@@ -31,6 +58,47 @@ struct Store::Impl {
   std::unique_ptr<storage::CurrentState> state;
 
   boost::signals2::signal<void(const AppendedEvents&)> appended;
+
+  // Metrics of this store (Store::metrics()). Series are looked up once per call; updates are
+  // atomic adds.
+  MetricsRegistry metrics;
+
+  // Runs call as the public operation `operation`: its duration (retries included) goes to
+  // prefstore_operation_duration_seconds, a failure to prefstore_operation_errors_total.
+  template <class Call>
+  auto measured(std::string_view operation, Call&& call) -> decltype(call()) {
+    const auto start = Clock::now();
+    const MetricLabels labels{{"operation", std::string(operation)}};
+    try {
+      if constexpr (std::is_void_v<decltype(call())>) {
+        call();
+        observe(labels, start);
+      } else {
+        auto result = call();
+        observe(labels, start);
+        return result;
+      }
+    } catch (const Error& e) {
+      observe(labels, start);
+      metrics
+          .counter("prefstore_operation_errors_total",
+                   "Calls of the store that failed, by operation and by kind of error",
+                   {{"operation", std::string(operation)}, {"error", error_kind(e)}})
+          .add();
+      prefstore::log(
+          LogLevel::debug, "operation_failed",
+          {{"operation", std::string(operation)}, {"error", error_kind(e)}, {"message", e.what()}});
+      throw;
+    }
+  }
+
+  void observe(const MetricLabels& labels, Clock::time_point start) {
+    metrics
+        .histogram("prefstore_operation_duration_seconds",
+                   "Duration of the store's calls (retries and waits included), by operation",
+                   latency_buckets(), labels)
+        .observe(seconds_since(start));
+  }
 
   // Tells subscribers about a write that landed.
   AppendResult announce(std::string_view stream, AppendResult result,
@@ -44,7 +112,7 @@ struct Store::Impl {
 
   // Runs call, retrying transient errors as options.retry says (retry_policy.hpp).
   template <class Call>
-  auto retrying(Call&& call) -> decltype(call()) {
+  auto retrying(std::string_view operation, Call&& call) -> decltype(call()) {
     const RetryPolicy& policy = options.retry;
     const auto started = Clock::now();
     double wait_ms = static_cast<double>(policy.initial_backoff.count());
@@ -62,6 +130,17 @@ struct Store::Impl {
           if (left <= std::chrono::milliseconds(0)) throw;
           wait = std::min(wait, left);
         }
+        metrics
+            .counter("prefstore_retries_total",
+                     "Attempts repeated after a transient error, by operation and kind of error",
+                     {{"operation", std::string(operation)}, {"error", error_kind(e)}})
+            .add();
+        prefstore::log(LogLevel::warn, "retry",
+                       {{"operation", std::string(operation)},
+                        {"attempt", std::to_string(attempt)},
+                        {"wait_ms", std::to_string(wait.count())},
+                        {"error", error_kind(e)},
+                        {"message", e.what()}});
         if (policy.on_retry) policy.on_retry(e, attempt, wait);
         std::this_thread::sleep_for(wait);
         wait_ms = std::min(wait_ms * std::max(1.0, policy.multiplier),
@@ -77,14 +156,25 @@ struct Store::Impl {
 
   // Appends with retries. The event ids are fixed before the first attempt, so that a retry of
   // a commit that landed finds them stored and stores nothing twice.
-  AppendResult append(std::string_view stream, std::vector<storage::NewEvent> events,
-                      const AppendOptions& call, const Metadata& metadata) {
+  AppendResult append(std::string_view operation, std::string_view stream,
+                      std::vector<storage::NewEvent> events, const AppendOptions& call,
+                      const Metadata& metadata) {
     for (auto& e : events) {
       if (e.event_id.empty()) e.event_id = new_event_id();
     }
-    return announce(stream,
-                    retrying([&] { return log->append(stream, events, call.expected, metadata); }),
-                    events);
+    AppendResult result =
+        retrying(operation, [&] { return log->append(stream, events, call.expected, metadata); });
+    if (result.duplicate) {
+      metrics
+          .counter("prefstore_append_duplicates_total",
+                   "Writes whose event ids were already stored (an idempotent retry): nothing "
+                   "appended")
+          .add();
+    } else {
+      metrics.counter("prefstore_events_appended_total", "Events appended by this store's writes")
+          .add(static_cast<double>(events.size()));
+    }
+    return announce(stream, std::move(result), events);
   }
 
   // Cached definitions (see StoreOptions::definitions_refresh).
@@ -103,7 +193,7 @@ struct Store::Impl {
       std::unique_lock lock(cache_mutex);
       ticket = ++loads_started;
     }
-    DefinitionCatalog fresh = retrying([&] { return state->definitions(); });
+    DefinitionCatalog fresh = retrying("definitions", [&] { return state->definitions(); });
     std::unique_lock lock(cache_mutex);
     if (ticket < installed) return;
     cache = std::move(fresh);
@@ -181,11 +271,21 @@ Store::Store(StoreOptions options) : m_impl(std::make_unique<Impl>()) {
   if (!url) url = storage::configured_database_url();
   if (!url) {
     storage::LocalServer server(options.local);
-    server.start();
+    if (options.start_local_server) server.start();
     url = server.url();
     m_impl->local = true;
   }
   options.pool.conninfo = *url;
+  // Pool waits feed a histogram; an on_acquired hook of the caller still runs.
+  options.pool.on_acquired = [theirs = std::move(options.pool.on_acquired),
+                              wait = &m_impl->metrics.histogram(
+                                  "prefstore_pool_acquire_wait_seconds",
+                                  "Time callers waited for a pooled connection (opening a new "
+                                  "one included)",
+                                  latency_buckets())](std::chrono::nanoseconds waited) {
+    wait->observe(std::chrono::duration<double>(waited).count());
+    if (theirs) theirs(waited);
+  };
   // The pool connects lazily, so the migrations below may create the pool's role first.
   m_impl->pool = std::make_unique<storage::ConnectionPool>(options.pool);
   m_impl->log = std::make_unique<storage::EventLog>(*m_impl->pool);
@@ -195,84 +295,101 @@ Store::Store(StoreOptions options) : m_impl(std::make_unique<Impl>()) {
   m_impl->state = std::make_unique<storage::CurrentState>(*m_impl->pool);
   m_impl->options = std::move(options);
   if (m_impl->options.migrate_on_open) migrate();
+  prefstore::log(LogLevel::info, "store_opened",
+                 {{"database", m_impl->pool->redacted_conninfo()},
+                  {"local_server", m_impl->local ? "true" : "false"},
+                  {"pool_max", std::to_string(m_impl->options.pool.max_size)}});
 }
 
 Store::~Store() = default;
 
 AppendResult Store::set(std::string_view user, std::string_view key, Value value,
                         const Metadata& metadata, const AppendOptions& options) {
-  validate_user_id(user);
-  validate_metadata(metadata);
-  Value v = m_impl->checked(key, std::move(value));
-  return m_impl->append(user,
-                        Impl::with_ids({PreferenceSet{std::string(key), std::move(v)}}, options),
-                        options, metadata);
+  return m_impl->measured("set", [&]() -> AppendResult {
+    validate_user_id(user);
+    validate_metadata(metadata);
+    Value v = m_impl->checked(key, std::move(value));
+    return m_impl->append("set", user,
+                          Impl::with_ids({PreferenceSet{std::string(key), std::move(v)}}, options),
+                          options, metadata);
+  });
 }
 
 AppendResult Store::set_many(std::string_view user,
                              const std::vector<std::pair<std::string, Value>>& values,
                              const Metadata& metadata, const AppendOptions& options) {
-  validate_user_id(user);
-  validate_metadata(metadata);
-  if (values.empty()) {
-    throw ValidationError("set_many for " + std::string(user) + " got no values to set");
-  }
-  std::set<std::string_view> keys;
-  std::vector<EventData> events;
-  for (const auto& [key, value] : values) {
-    if (!keys.insert(key).second) {
-      throw ValidationError("set_many for " + std::string(user) + " names key " + key +
-                            " twice; give each key once");
+  return m_impl->measured("set_many", [&]() -> AppendResult {
+    validate_user_id(user);
+    validate_metadata(metadata);
+    if (values.empty()) {
+      throw ValidationError("set_many for " + std::string(user) + " got no values to set");
     }
-    events.push_back(PreferenceSet{key, m_impl->checked(key, value)});
-  }
-  return m_impl->append(user, Impl::with_ids(std::move(events), options), options, metadata);
+    std::set<std::string_view> keys;
+    std::vector<EventData> events;
+    for (const auto& [key, value] : values) {
+      if (!keys.insert(key).second) {
+        throw ValidationError("set_many for " + std::string(user) + " names key " + key +
+                              " twice; give each key once");
+      }
+      events.push_back(PreferenceSet{key, m_impl->checked(key, value)});
+    }
+    return m_impl->append("set_many", user, Impl::with_ids(std::move(events), options), options,
+                          metadata);
+  });
 }
 
 AppendResult Store::reset(std::string_view user, std::string_view key, const Metadata& metadata,
                           const AppendOptions& options) {
-  validate_user_id(user);
-  validate_metadata(metadata);
-  validate_key(key);
-  if (m_impl->options.strict && !m_impl->definition_of(key)) {
-    throw ValidationError(std::string(key) +
-                          ": no preference with this key is defined, and the store is in strict "
-                          "mode");
-  }
-  return m_impl->append(user, Impl::with_ids({PreferenceReset{std::string(key)}}, options), options,
-                        metadata);
+  return m_impl->measured("reset", [&]() -> AppendResult {
+    validate_user_id(user);
+    validate_metadata(metadata);
+    validate_key(key);
+    if (m_impl->options.strict && !m_impl->definition_of(key)) {
+      throw ValidationError(std::string(key) +
+                            ": no preference with this key is defined, and the store is in strict "
+                            "mode");
+    }
+    return m_impl->append("reset", user,
+                          Impl::with_ids({PreferenceReset{std::string(key)}}, options), options,
+                          metadata);
+  });
 }
 
 AppendResult Store::define(const PreferenceDefinition& definition, const Metadata& metadata,
                            const AppendOptions& options) {
-  validate_definition(definition);
-  validate_metadata(metadata);
-  PreferenceDefinition d = definition;
-  if (d.default_value) d.default_value = normalized(*d.default_value);
-  const auto result =
-      m_impl->append(definition_stream_id(d.key), Impl::with_ids({PreferenceDefined{d}}, options),
-                     options, metadata);
-  m_impl->remember(d);
-  return result;
+  return m_impl->measured("define", [&]() -> AppendResult {
+    validate_definition(definition);
+    validate_metadata(metadata);
+    PreferenceDefinition d = definition;
+    if (d.default_value) d.default_value = normalized(*d.default_value);
+    const auto result =
+        m_impl->append("define", definition_stream_id(d.key),
+                       Impl::with_ids({PreferenceDefined{d}}, options), options, metadata);
+    m_impl->remember(d);
+    return result;
+  });
 }
 
 AppendResult Store::deprecate(std::string_view key, std::string_view note, const Metadata& metadata,
                               const AppendOptions& options) {
-  validate_key(key);
-  validate_metadata(metadata);
-  m_impl->reload_definitions();
-  auto def = m_impl->definition_of(key);
-  if (!def) {
-    throw ValidationError(std::string(key) + ": cannot deprecate a preference that is not defined");
-  }
-  const auto result = m_impl->append(
-      definition_stream_id(key),
-      Impl::with_ids({PreferenceDeprecated{std::string(key), std::string(note)}}, options), options,
-      metadata);
-  def->deprecated = true;
-  def->deprecation_note = std::string(note);
-  m_impl->remember(*def);
-  return result;
+  return m_impl->measured("deprecate", [&]() -> AppendResult {
+    validate_key(key);
+    validate_metadata(metadata);
+    m_impl->reload_definitions();
+    auto def = m_impl->definition_of(key);
+    if (!def) {
+      throw ValidationError(std::string(key) +
+                            ": cannot deprecate a preference that is not defined");
+    }
+    const auto result = m_impl->append(
+        "deprecate", definition_stream_id(key),
+        Impl::with_ids({PreferenceDeprecated{std::string(key), std::string(note)}}, options),
+        options, metadata);
+    def->deprecated = true;
+    def->deprecation_note = std::string(note);
+    m_impl->remember(*def);
+    return result;
+  });
 }
 
 boost::signals2::connection Store::on_appended(std::function<void(const AppendedEvents&)> slot) {
@@ -286,32 +403,37 @@ boost::signals2::connection Store::on_appended(std::function<void(const Appended
 }
 
 std::optional<Value> Store::get(std::string_view user, std::string_view key) {
-  validate_user_id(user);
-  validate_key(key);
-  if (auto entry = m_impl->retrying([&] { return m_impl->state->get(user, key); })) {
-    return std::move(entry->value);
-  }
-  if (auto def = m_impl->definition_of(key)) return def->default_value;
-  return std::nullopt;
+  return m_impl->measured("get", [&]() -> std::optional<Value> {
+    validate_user_id(user);
+    validate_key(key);
+    if (auto entry = m_impl->retrying("get", [&] { return m_impl->state->get(user, key); })) {
+      return std::move(entry->value);
+    }
+    if (auto def = m_impl->definition_of(key)) return def->default_value;
+    return std::nullopt;
+  });
 }
 
 std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user) {
-  validate_user_id(user);
-  std::map<std::string, ResolvedPreference> out;
-  for (auto& [key, entry] : m_impl->retrying([&] { return m_impl->state->get_all(user); })) {
-    out.emplace(key, ResolvedPreference{entry.value, false, entry});
-  }
-  const DefinitionCatalog catalog = [&] {
-    m_impl->refresh_if_stale();
-    std::shared_lock lock(m_impl->cache_mutex);
-    return m_impl->cache;
-  }();
-  for (const auto& [key, def] : catalog) {
-    if (out.count(key) == 0 && def.definition.default_value) {
-      out.emplace(key, ResolvedPreference{*def.definition.default_value, true, std::nullopt});
+  return m_impl->measured("get_all", [&]() -> std::map<std::string, ResolvedPreference> {
+    validate_user_id(user);
+    std::map<std::string, ResolvedPreference> out;
+    for (auto& [key, entry] :
+         m_impl->retrying("get_all", [&] { return m_impl->state->get_all(user); })) {
+      out.emplace(key, ResolvedPreference{entry.value, false, entry});
     }
-  }
-  return out;
+    const DefinitionCatalog catalog = [&] {
+      m_impl->refresh_if_stale();
+      std::shared_lock lock(m_impl->cache_mutex);
+      return m_impl->cache;
+    }();
+    for (const auto& [key, def] : catalog) {
+      if (out.count(key) == 0 && def.definition.default_value) {
+        out.emplace(key, ResolvedPreference{*def.definition.default_value, true, std::nullopt});
+      }
+    }
+    return out;
+  });
 }
 
 std::optional<DefinitionEntry> Store::definition(std::string_view key) {
@@ -329,17 +451,24 @@ DefinitionCatalog Store::definitions() {
 
 std::vector<RecordedEvent> Store::history(std::string_view user, std::int64_t limit,
                                           std::int64_t after_version) {
-  if (user.empty()) throw ValidationError("history: the user id must not be empty");
-  if (limit < 0) throw ValidationError("history: limit must not be negative");
-  return m_impl->retrying([&] { return m_impl->log->read_stream(user, after_version + 1, limit); });
+  return m_impl->measured("history", [&]() -> std::vector<RecordedEvent> {
+    if (user.empty()) throw ValidationError("history: the user id must not be empty");
+    if (limit < 0) throw ValidationError("history: limit must not be negative");
+    return m_impl->retrying(
+        "history", [&] { return m_impl->log->read_stream(user, after_version + 1, limit); });
+  });
 }
 
 std::int64_t Store::version(std::string_view user) {
-  return m_impl->retrying([&] { return m_impl->log->stream_version(user); }).value_or(0);
+  return m_impl->measured("version", [&]() -> std::int64_t {
+    return m_impl->retrying("version", [&] { return m_impl->log->stream_version(user); })
+        .value_or(0);
+  });
 }
 
 AuditPage Store::audit(const AuditQuery& query) {
-  return storage::query_audit(*m_impl->pool, query);
+  return m_impl->measured(
+      "audit", [&]() -> AuditPage { return storage::query_audit(*m_impl->pool, query); });
 }
 
 storage::StreamState Store::state_as_of(std::string_view user, const AsOf& as_of) {
@@ -365,113 +494,121 @@ storage::StreamState Store::state_as_of(std::string_view user, const AsOf& as_of
 }
 
 std::optional<Value> Store::get(std::string_view user, std::string_view key, const AsOf& as_of) {
-  validate_key(key);
-  const auto state = state_as_of(user, as_of);
-  if (auto it = state.state.find(key); it != state.state.end()) return it->second.value;
-  if (auto def = m_impl->definition_of(key)) return def->default_value;
-  return std::nullopt;
+  return m_impl->measured("get_as_of", [&]() -> std::optional<Value> {
+    validate_key(key);
+    const auto state = state_as_of(user, as_of);
+    if (auto it = state.state.find(key); it != state.state.end()) return it->second.value;
+    if (auto def = m_impl->definition_of(key)) return def->default_value;
+    return std::nullopt;
+  });
 }
 
 std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user, const AsOf& as_of) {
-  std::map<std::string, ResolvedPreference> out;
-  for (auto& [key, entry] : state_as_of(user, as_of).state) {
-    out.emplace(key, ResolvedPreference{entry.value, false, entry});
-  }
-  m_impl->refresh_if_stale();
-  std::shared_lock lock(m_impl->cache_mutex);
-  for (const auto& [key, def] : m_impl->cache) {
-    if (out.count(key) == 0 && def.definition.default_value) {
-      out.emplace(key, ResolvedPreference{*def.definition.default_value, true, std::nullopt});
+  return m_impl->measured("get_all_as_of", [&]() -> std::map<std::string, ResolvedPreference> {
+    std::map<std::string, ResolvedPreference> out;
+    for (auto& [key, entry] : state_as_of(user, as_of).state) {
+      out.emplace(key, ResolvedPreference{entry.value, false, entry});
     }
-  }
-  return out;
+    m_impl->refresh_if_stale();
+    std::shared_lock lock(m_impl->cache_mutex);
+    for (const auto& [key, def] : m_impl->cache) {
+      if (out.count(key) == 0 && def.definition.default_value) {
+        out.emplace(key, ResolvedPreference{*def.definition.default_value, true, std::nullopt});
+      }
+    }
+    return out;
+  });
 }
 
 StateDiff Store::diff(std::string_view user, const AsOf& from, const AsOf& to,
                       bool include_unchanged) {
-  validate_user_id(user);
-  StateDiff out{std::string(user), from, to, 0, 0, {}};
-  const auto start = state_as_of(user, from);
-  out.from_version = start.version;
-  StateDiffBuilder builder(start.state);
-  std::int64_t version = start.version;
-  (void)m_impl->log->read_stream(user, storage::ReadDirection::forward, start.version + 1,
-                                 INT64_MAX, [&](const RecordedEvent& event) {
-                                   if (!to.includes(event)) return false;
-                                   builder.apply(event);
-                                   version = event.stream_version;
-                                   return true;
-                                 });
-  out.to_version = version;
-  // `to` before `from`: the end state is earlier than the start state, i.e. `to` leaves out the
-  // start's last event (versions, positions and times grow together within a stream).
-  RecordedEvent start_last;
-  start_last.stream_version = start.version;
-  start_last.global_position = start.last_position;
-  start_last.recorded_at = start.last_recorded_at;
-  const bool backwards =
-      (from.kind == to.kind && from.kind != AsOf::Kind::latest &&
-       (from.kind == AsOf::Kind::time ? to.time < from.time : to.number < from.number)) ||
-      (start.version > 0 && !to.includes(start_last));
-  if (backwards) {
-    throw ValidationError("diff of " + std::string(user) + ": the end (" + to.describe() +
-                          ") is before the start (" + from.describe() + ", version " +
-                          std::to_string(start.version) + ")");
-  }
-  out.keys = builder.result(include_unchanged);
-  return out;
+  return m_impl->measured("diff", [&]() -> StateDiff {
+    validate_user_id(user);
+    StateDiff out{std::string(user), from, to, 0, 0, {}};
+    const auto start = state_as_of(user, from);
+    out.from_version = start.version;
+    StateDiffBuilder builder(start.state);
+    std::int64_t version = start.version;
+    (void)m_impl->log->read_stream(user, storage::ReadDirection::forward, start.version + 1,
+                                   INT64_MAX, [&](const RecordedEvent& event) {
+                                     if (!to.includes(event)) return false;
+                                     builder.apply(event);
+                                     version = event.stream_version;
+                                     return true;
+                                   });
+    out.to_version = version;
+    // `to` before `from`: the end state is earlier than the start state, i.e. `to` leaves out the
+    // start's last event (versions, positions and times grow together within a stream).
+    RecordedEvent start_last;
+    start_last.stream_version = start.version;
+    start_last.global_position = start.last_position;
+    start_last.recorded_at = start.last_recorded_at;
+    const bool backwards =
+        (from.kind == to.kind && from.kind != AsOf::Kind::latest &&
+         (from.kind == AsOf::Kind::time ? to.time < from.time : to.number < from.number)) ||
+        (start.version > 0 && !to.includes(start_last));
+    if (backwards) {
+      throw ValidationError("diff of " + std::string(user) + ": the end (" + to.describe() +
+                            ") is before the start (" + from.describe() + ", version " +
+                            std::to_string(start.version) + ")");
+    }
+    out.keys = builder.result(include_unchanged);
+    return out;
+  });
 }
 
 RestorePlan Store::restore(std::string_view user, const AsOf& to, const RestoreOptions& options) {
-  validate_user_id(user);
-  Metadata metadata = options.metadata;
-  if (metadata.reason.empty()) metadata.reason = "point-in-time restore to " + to.describe();
-  validate_metadata(metadata);
-  if (options.keys) {
-    for (const std::string& key : *options.keys) validate_key(key);
-  }
-  for (int attempt = 1;; ++attempt) {
-    RestorePlan plan{std::string(user), to, 0, 0, {}, std::nullopt};
-    storage::StreamState current;
-    storage::StreamState target;
-    {
-      storage::UnitOfWork uow(*m_impl->pool);
-      current = storage::load_state(uow, user, AsOf::latest());
-      target = storage::load_state(uow, user, to);
+  return m_impl->measured("restore", [&]() -> RestorePlan {
+    validate_user_id(user);
+    Metadata metadata = options.metadata;
+    if (metadata.reason.empty()) metadata.reason = "point-in-time restore to " + to.describe();
+    validate_metadata(metadata);
+    if (options.keys) {
+      for (const std::string& key : *options.keys) validate_key(key);
     }
-    plan.current_version = current.version;
-    plan.target_version = target.version;
-    plan.changes = restore_changes(current.state, target.state, options.keys);
-    for (RestoredPreference& change : plan.changes) {
-      if (change.value) {
-        try {
-          change.value = m_impl->checked(change.key, *change.value);
-        } catch (const ValidationError& e) {
-          throw ValidationError("restore of " + std::string(user) + " to " + to.describe() +
-                                ": the value of " + change.key +
-                                " then does not fit today's definition (" + e.what() +
-                                "); leave the key out of the restore");
+    for (int attempt = 1;; ++attempt) {
+      RestorePlan plan{std::string(user), to, 0, 0, {}, std::nullopt};
+      storage::StreamState current;
+      storage::StreamState target;
+      {
+        storage::UnitOfWork uow(*m_impl->pool);
+        current = storage::load_state(uow, user, AsOf::latest());
+        target = storage::load_state(uow, user, to);
+      }
+      plan.current_version = current.version;
+      plan.target_version = target.version;
+      plan.changes = restore_changes(current.state, target.state, options.keys);
+      for (RestoredPreference& change : plan.changes) {
+        if (change.value) {
+          try {
+            change.value = m_impl->checked(change.key, *change.value);
+          } catch (const ValidationError& e) {
+            throw ValidationError("restore of " + std::string(user) + " to " + to.describe() +
+                                  ": the value of " + change.key +
+                                  " then does not fit today's definition (" + e.what() +
+                                  "); leave the key out of the restore");
+          }
+        } else if (m_impl->options.strict && !m_impl->definition_of(change.key)) {
+          throw ValidationError("restore of " + std::string(user) + ": " + change.key +
+                                " is not defined and the store is in strict mode");
         }
-      } else if (m_impl->options.strict && !m_impl->definition_of(change.key)) {
-        throw ValidationError("restore of " + std::string(user) + ": " + change.key +
-                              " is not defined and the store is in strict mode");
+      }
+      if (options.dry_run || plan.changes.empty()) return plan;
+      PreferencesRestored event;
+      event.as_of = to.kind == AsOf::Kind::time ? to.time : target.last_recorded_at;
+      event.changes = plan.changes;
+      AppendOptions append;
+      append.expected = storage::ExpectedVersion::exactly(current.version);
+      if (!options.event_id.empty()) append.event_ids = {options.event_id};
+      try {
+        plan.appended = m_impl->append("restore", user, Impl::with_ids({std::move(event)}, append),
+                                       append, metadata);
+        return plan;
+      } catch (const VersionConflictError&) {
+        if (attempt >= 3) throw;
       }
     }
-    if (options.dry_run || plan.changes.empty()) return plan;
-    PreferencesRestored event;
-    event.as_of = to.kind == AsOf::Kind::time ? to.time : target.last_recorded_at;
-    event.changes = plan.changes;
-    AppendOptions append;
-    append.expected = storage::ExpectedVersion::exactly(current.version);
-    if (!options.event_id.empty()) append.event_ids = {options.event_id};
-    try {
-      plan.appended =
-          m_impl->append(user, Impl::with_ids({std::move(event)}, append), append, metadata);
-      return plan;
-    } catch (const VersionConflictError&) {
-      if (attempt >= 3) throw;
-    }
-  }
+  });
 }
 
 RestoreAllProgress Store::restore_all(
@@ -529,59 +666,201 @@ storage::SnapshotRunProgress Store::snapshot_all(
 
 storage::ErasureRecord Store::erase_user(std::string_view user, std::string_view reason,
                                          const storage::EraseOptions& options) {
-  validate_user_id(user);
-  return storage::erase_stream(*m_impl->pool, user, reason, options);
+  return m_impl->measured("erase_user", [&]() -> storage::ErasureRecord {
+    validate_user_id(user);
+    return storage::erase_stream(*m_impl->pool, user, reason, options);
+  });
 }
 
 storage::CompactReport Store::compact(const storage::CompactOptions& options) {
-  return storage::compact_streams(*m_impl->pool, options);
+  return m_impl->measured("compact", [&]() -> storage::CompactReport {
+    return storage::compact_streams(*m_impl->pool, options);
+  });
 }
 
 storage::BackupSummary Store::backup(const std::filesystem::path& file,
                                      const storage::BackupOptions& options) {
-  return storage::create_backup(*m_impl->pool, file, options);
+  return m_impl->measured("backup", [&]() -> storage::BackupSummary {
+    return storage::create_backup(*m_impl->pool, file, options);
+  });
 }
 
 storage::BackupRestoreSummary Store::restore_backup(const std::filesystem::path& file,
                                                     const storage::BackupRestoreOptions& options) {
-  storage::BackupRestoreOptions o = options;
-  o.reset_tables.clear();
-  o.reset_projections.clear();
-  for (const auto& p : projections::default_projections()) {
-    const auto& inline_here = m_impl->options.inline_projections;
-    if (std::any_of(inline_here.begin(), inline_here.end(),
-                    [&](const auto& q) { return q->name() == p->name(); })) {
-      continue;  // written again below, inline
+  return m_impl->measured("restore_backup", [&]() -> storage::BackupRestoreSummary {
+    storage::BackupRestoreOptions o = options;
+    o.reset_tables.clear();
+    o.reset_projections.clear();
+    for (const auto& p : projections::default_projections()) {
+      const auto& inline_here = m_impl->options.inline_projections;
+      if (std::any_of(inline_here.begin(), inline_here.end(),
+                      [&](const auto& q) { return q->name() == p->name(); })) {
+        continue;  // written again below, inline
+      }
+      o.reset_projections.push_back(p->name());
+      for (const auto& table : p->tables()) o.reset_tables.push_back(table);
     }
-    o.reset_projections.push_back(p->name());
-    for (const auto& table : p->tables()) o.reset_tables.push_back(table);
-  }
-  std::vector<std::shared_ptr<projections::Projection>> inline_models{
-      std::make_shared<projections::CurrentStateProjection>()};
-  for (const auto& p : m_impl->options.inline_projections) inline_models.push_back(p);
-  o.on_events = projections::inline_hook(std::move(inline_models));
-  auto summary = storage::restore_backup(*m_impl->pool, file, o);
-  m_impl->reload_definitions();
-  return summary;
+    std::vector<std::shared_ptr<projections::Projection>> inline_models{
+        std::make_shared<projections::CurrentStateProjection>()};
+    for (const auto& p : m_impl->options.inline_projections) inline_models.push_back(p);
+    o.on_events = projections::inline_hook(std::move(inline_models));
+    auto summary = storage::restore_backup(*m_impl->pool, file, o);
+    m_impl->reload_definitions();
+    return summary;
+  });
 }
 
 VerifyReport Store::verify(const VerifyOptions& options) {
-  return storage::verify_store(*m_impl->pool, options);
+  return m_impl->measured(
+      "verify", [&]() -> VerifyReport { return storage::verify_store(*m_impl->pool, options); });
 }
 
 std::vector<storage::MigrationStatus> Store::migrate() {
-  if (m_impl->options.pool.role.empty()) return storage::MigrationRunner(*m_impl->pool).migrate();
-  // Migrations run with the login role's privileges (the runner hands later files to
-  // prefstore_owner itself), and on a fresh database the pool's role does not exist yet.
-  storage::PoolOptions own = m_impl->options.pool;
-  own.role.clear();
-  own.max_size = 1;
-  storage::ConnectionPool pool(own);
-  return storage::MigrationRunner(pool).migrate();
+  std::vector<storage::MigrationStatus> applied;
+  if (m_impl->options.pool.role.empty()) {
+    applied = storage::MigrationRunner(*m_impl->pool).migrate();
+  } else {
+    // Migrations run with the login role's privileges (the runner hands later files to
+    // prefstore_owner itself), and on a fresh database the pool's role does not exist yet.
+    storage::PoolOptions own = m_impl->options.pool;
+    own.role.clear();
+    own.max_size = 1;
+    storage::ConnectionPool pool(own);
+    applied = storage::MigrationRunner(pool).migrate();
+  }
+  for (const auto& m : applied) {
+    prefstore::log(LogLevel::info, "migration_applied",
+                   {{"version", std::to_string(m.version)},
+                    {"file", m.file_name},
+                    {"duration_ms", std::to_string(m.duration_ms.value_or(0))}});
+  }
+  return applied;
 }
 
 std::vector<storage::MigrationStatus> Store::migration_status() {
   return storage::MigrationRunner(*m_impl->pool).status();
+}
+
+StoreStatus Store::status(const HealthThresholds& thresholds) {
+  StoreStatus out;
+  out.database = m_impl->pool->redacted_conninfo();
+  out.local_server = m_impl->local;
+  out.build_schema_version =
+      storage::embedded_migrations().empty() ? 0 : storage::embedded_migrations().back().version;
+  try {
+    out.database_status = storage::read_database_status(*m_impl->pool);
+    out.reachable = true;
+    out.schema_version = out.database_status->schema_version;
+    for (const auto& m : storage::MigrationRunner(*m_impl->pool).status()) {
+      if (m.state == storage::MigrationState::pending) ++out.pending_migrations;
+    }
+    const auto checkpoints = storage::checkpoint_status(*m_impl->pool);
+    for (const auto& c : checkpoints) {
+      out.projections.push_back({c.checkpoint.projection, storage::to_string(c.checkpoint.state),
+                                 c.checkpoint.position.global_position, c.lag_events, c.lag_seconds,
+                                 c.checkpoint.last_error, false});
+    }
+    for (const auto& p : projections::default_projections()) {
+      const bool known = std::any_of(checkpoints.begin(), checkpoints.end(), [&](const auto& c) {
+        return c.checkpoint.projection == p->name();
+      });
+      if (!known) {
+        out.projections.push_back(
+            {p->name(), "never run", 0, out.database_status->events, 0, std::nullopt, true});
+      }
+    }
+  } catch (const TransientError& e) {
+    out.error = e.what();
+  } catch (const PermissionError& e) {
+    out.error = e.what();
+  } catch (const Error& e) {  // reachable, but the schema is missing or unreadable
+    out.reachable = true;
+    out.error = e.what();
+    out.database_status.reset();
+  }
+  out.pool = m_impl->pool->stats();
+  out.pool_max = m_impl->pool->options().max_size;
+  judge(out, thresholds);
+  log(out.healthy() ? LogLevel::debug : LogLevel::warn, "status", {{"verdict", out.verdict()}});
+  return out;
+}
+
+std::string Store::metrics() {
+  // The database first, so that the pool figures below include this call's connections.
+  const StoreStatus st = status();
+  MetricsRegistry& r = m_impl->metrics;
+  const storage::PoolStats pool = m_impl->pool->stats();
+  const auto gauge = [&](const char* name, const char* help, double value,
+                         const MetricLabels& labels = {}) {
+    r.gauge(name, help, labels).set(value);
+  };
+  const auto mirror = [&](const char* name, const char* help, std::uint64_t total) {
+    Counter& c = r.counter(name, help);
+    c.add(static_cast<double>(total) - c.value());
+  };
+  gauge("prefstore_pool_connections", "Pooled connections by state", double(pool.idle),
+        {{"state", "idle"}});
+  gauge("prefstore_pool_connections", "Pooled connections by state", double(pool.in_use),
+        {{"state", "in_use"}});
+  gauge("prefstore_pool_max_connections", "PoolOptions::max_size",
+        double(m_impl->pool->options().max_size));
+  gauge("prefstore_pool_waiting_callers", "Callers blocked waiting for a connection now",
+        double(pool.waiting));
+  mirror("prefstore_pool_connections_opened_total", "Connections opened by the pool", pool.created);
+  mirror("prefstore_pool_connections_discarded_total",
+         "Connections dropped because they were found broken", pool.discarded);
+  mirror("prefstore_pool_acquire_timeouts_total",
+         "Callers that gave up waiting for a connection (PoolOptions::acquire_timeout)",
+         pool.timeouts);
+  mirror("prefstore_pool_connect_failures_total", "Attempts to open a connection that failed",
+         pool.connect_failures);
+
+  // What is read from the database goes to a registry of this call only, so that a database
+  // that stopped answering leaves no stale figures behind.
+  MetricsRegistry db;
+  const auto db_gauge = [&](const char* name, const char* help, double value,
+                            const MetricLabels& labels = {}) {
+    db.gauge(name, help, labels).set(value);
+  };
+  db_gauge("prefstore_up", "1 when the database answered the status query, else 0",
+           st.reachable && st.database_status ? 1 : 0);
+  db_gauge("prefstore_healthy", "1 when status() judges the store healthy (default thresholds)",
+           st.healthy() ? 1 : 0);
+  if (st.database_status) {
+    const storage::DatabaseStatus& d = *st.database_status;
+    db_gauge("prefstore_schema_version", "Highest migration applied in the database",
+             st.schema_version);
+    db_gauge("prefstore_schema_pending_migrations", "Migrations of this build not applied",
+             st.pending_migrations);
+    db_gauge("prefstore_log_events", "Events in the log", double(d.events));
+    db_gauge("prefstore_log_head_position", "Global position of the newest event",
+             double(d.last_position));
+    db_gauge("prefstore_streams", "Streams with at least one event", double(d.streams));
+    db_gauge("prefstore_snapshots", "Snapshot rows", double(d.snapshots));
+    const auto age = [&](Timestamp t) { return double((d.server_time - t).count()) / 1e6; };
+    if (d.newest_snapshot) {
+      db_gauge("prefstore_newest_snapshot_age_seconds", "Age of the newest snapshot",
+               age(d.newest_snapshot->created_at));
+    }
+    if (d.newest_backup) {
+      db_gauge("prefstore_newest_backup_age_seconds",
+               "Age of the newest backup written from this database",
+               age(d.newest_backup->recorded_at));
+    }
+    for (const ProjectionStatus& p : st.projections) {
+      const MetricLabels l{{"projection", p.name}};
+      db_gauge("prefstore_projection_lag_events", "Events of the log a projection has not applied",
+               double(p.lag_events), l);
+      db_gauge("prefstore_projection_lag_seconds",
+               "Age of the oldest event a projection has not applied (0 when caught up)",
+               p.lag_seconds, l);
+      db_gauge("prefstore_projection_position", "Global position a projection has applied up to",
+               double(p.position), l);
+      db_gauge("prefstore_projection_failed", "1 while a projection is stopped by a failing event",
+               p.state == "failed" ? 1 : 0, l);
+    }
+  }
+  return r.render() + db.render();
 }
 
 bool Store::uses_local_server() const noexcept {

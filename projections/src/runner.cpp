@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "prefstore/errors.hpp"
+#include "prefstore/logging.hpp"
 #include "prefstore/projections/projection_name.hpp"
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/database_url.hpp"
@@ -100,6 +101,10 @@ std::int64_t ProjectionRunner::step(Projection& projection) {
   if (failed) return isolate_failure(projection, batch, positions, start);
   m_failed_at.erase(name);
   m_advanced(name, positions.back());
+  log(LogLevel::debug, "projection_advanced",
+      {{"projection", name},
+       {"events", std::to_string(batch.size())},
+       {"position", std::to_string(positions.back().global_position)}});
   return static_cast<std::int64_t>(batch.size());
 }
 
@@ -150,6 +155,10 @@ std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
     storage::save_checkpoint(uow, *checkpoint);
     uow.commit();
     m_failed_at[name] = Clock::now();
+    log(LogLevel::error, "projection_failed",
+        {{"projection", name},
+         {"position", std::to_string(batch[i].global_position)},
+         {"error", *checkpoint->last_error}});
     return applied;
   }
   return applied;
@@ -183,6 +192,8 @@ void ProjectionRunner::record_failure(const Projection& projection, const std::s
   storage::save_checkpoint(uow, *checkpoint);
   uow.commit();
   m_failed_at[projection.name()] = Clock::now();
+  log(LogLevel::error, "projection_failed",
+      {{"projection", projection.name()}, {"error", *checkpoint->last_error}});
 }
 
 std::int64_t ProjectionRunner::catch_up() {
@@ -217,7 +228,9 @@ void ProjectionRunner::mark_stopped() {
 
 void ProjectionRunner::run(std::stop_token stop) {
   std::unique_ptr<storage::NotificationListener> listener;
-  if (m_options.listen) {
+  // NOTIFY does not pass a transaction-pooling proxy (and a LISTEN through it would stick to
+  // one of its server connections): behind one, the runner only polls.
+  if (m_options.listen && !m_pool.options().transaction_pooling) {
     listener = std::make_unique<storage::NotificationListener>(
         storage::conninfo_with(
             m_pool.options().conninfo,

@@ -10,6 +10,7 @@
 #include "error_translation.hpp"
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
+#include "prefstore/logging.hpp"
 #include "prefstore/storage/database_url.hpp"
 
 namespace prefstore::storage {
@@ -37,6 +38,12 @@ struct ConnectionPool::Impl {
       // session settings and hide an ambiguous commit.
       slot->conn->inhibit_reactivation(true);
 #pragma GCC diagnostic pop
+      // Behind a transaction-pooling proxy, session state would stick to whichever server
+      // connection ran it: no SETs, no SET ROLE (the constructor refused a role), no names.
+      if (options.transaction_pooling) {
+        slot->use_prepared = false;
+        return slot;
+      }
       std::string setup = "SET idle_in_transaction_session_timeout = " +
                           std::to_string(options.idle_in_transaction_timeout.count());
       if (options.statement_timeout.count() > 0) {
@@ -108,6 +115,25 @@ ConnectionPool::ConnectionPool(PoolOptions options) : m_impl(std::make_unique<Im
   } catch (const ValidationError& e) {
     throw UsageError(e.what());
   }
+  if (options.transaction_pooling && !options.role.empty()) {
+    throw UsageError(
+        "PoolOptions::role \"" + options.role +
+        "\" cannot be used with transaction_pooling: SET ROLE is session state, and through a "
+        "transaction-pooling proxy (PgBouncer pool_mode=transaction) each transaction may run "
+        "on another server connection, one that never switched to the role or that another "
+        "client switched; log in through the proxy as a login role that is a member of " +
+        options.role + " only (GRANT " + options.role +
+        " TO <login>; roles nest prefstore_reader < prefstore_writer < prefstore_owner) and "
+        "keep role empty (the CLI: leave PREFSTORE_ROLE unset)");
+  }
+  if (options.transaction_pooling && options.statement_timeout.count() > 0) {
+    throw UsageError(
+        "PoolOptions::statement_timeout (" + std::to_string(options.statement_timeout.count()) +
+        " ms) cannot be set at connect with transaction_pooling: a session setting would stick "
+        "to one server connection of the proxy; set it per login role instead (ALTER ROLE "
+        "<login> SET statement_timeout = ...) or use PgBouncer's query_timeout, and keep "
+        "statement_timeout 0");
+  }
   m_impl->redacted =
       redact_conninfo(options.conninfo.empty() ? "(libpq defaults)" : options.conninfo);
   m_impl->options = std::move(options);
@@ -136,7 +162,20 @@ PoolStats ConnectionPool::stats() const {
 
 PooledConnection ConnectionPool::acquire() {
   Impl& im = *m_impl;
-  const auto deadline = Clock::now() + im.options.acquire_timeout;
+  const auto started = Clock::now();
+  const auto deadline = started + im.options.acquire_timeout;
+  // Reports the wait to on_acquired (outside the lock) and hands the slot out.
+  const auto handed_out = [&](std::unique_lock<std::mutex>& held, detail::PoolSlot* slot) {
+    held.unlock();
+    if (im.options.on_acquired) {
+      try {
+        im.options.on_acquired(Clock::now() - started);
+      } catch (...) {
+        // Must not throw; a metrics hook never costs the caller its connection.
+      }
+    }
+    return PooledConnection(this, slot);
+  };
   std::unique_lock lock(im.mutex);
   for (;;) {
     if (!im.idle.empty()) {
@@ -146,9 +185,11 @@ PooledConnection ConnectionPool::acquire() {
       if (im.alive(*slot)) {
         lock.lock();
         ++im.counters.acquired;
-        return PooledConnection(this, slot);
+        return handed_out(lock, slot);
       }
       delete slot;
+      log(LogLevel::warn, "connection_discarded",
+          {{"database", im.redacted}, {"reason", "failed the liveness check on acquire"}});
       lock.lock();
       --im.open;
       ++im.counters.discarded;
@@ -163,6 +204,12 @@ PooledConnection ConnectionPool::acquire() {
       try {
         slot = im.connect();
       } catch (...) {
+        try {
+          throw;
+        } catch (const std::exception& e) {  // connect() throws prefstore errors only
+          log(LogLevel::warn, "connection_failed",
+              {{"database", im.redacted}, {"error", e.what()}});
+        }
         lock.lock();
         --im.open;
         ++im.counters.connect_failures;
@@ -173,7 +220,9 @@ PooledConnection ConnectionPool::acquire() {
       lock.lock();
       ++im.counters.created;
       ++im.counters.acquired;
-      return PooledConnection(this, slot.release());
+      log(LogLevel::debug, "connection_opened",
+          {{"database", im.redacted}, {"open", std::to_string(im.open)}});
+      return handed_out(lock, slot.release());
     }
     ++im.counters.waiting;
     const bool signalled = im.freed.wait_until(
@@ -181,6 +230,10 @@ PooledConnection ConnectionPool::acquire() {
     --im.counters.waiting;
     if (!signalled) {
       ++im.counters.timeouts;
+      log(LogLevel::warn, "pool_exhausted",
+          {{"database", im.redacted},
+           {"max_size", std::to_string(im.options.max_size)},
+           {"waited_ms", std::to_string(im.options.acquire_timeout.count())}});
       throw UnavailableError(
           "connection pool exhausted: all " + std::to_string(im.options.max_size) +
           " connections to " + im.redacted + " stayed in use for " +
@@ -204,7 +257,11 @@ void ConnectionPool::give_back(detail::PoolSlot* slot) noexcept {
       for (detail::PoolSlot* s : im.idle) s->idle_since = Clock::time_point{};
     }
   }
-  if (!healthy) delete slot;
+  if (!healthy) {
+    delete slot;
+    log(LogLevel::info, "connection_discarded",
+        {{"database", im.redacted}, {"reason", "returned broken"}});
+  }
   im.freed.notify_one();
 }
 

@@ -96,8 +96,8 @@ std::optional<PreferenceEntry> CurrentState::get(std::string_view user, std::str
   auto handle = m_pool.acquire();
   try {
     pqxx::nontransaction tx(detail::native(handle));
-    const auto r = tx.exec_prepared(detail::prepared(handle, "prefstore_get", sql),
-                                    std::string(user), std::string(key));
+    const auto r = detail::exec_statement(tx, handle, "prefstore_get", sql, std::string(user),
+                                          std::string(key));
     if (r.empty()) return std::nullopt;
     return decode_entry(r[0]).second;
   } catch (...) {
@@ -111,8 +111,7 @@ PreferenceState CurrentState::get_all(std::string_view user) {
   auto handle = m_pool.acquire();
   try {
     pqxx::nontransaction tx(detail::native(handle));
-    const auto r =
-        tx.exec_prepared(detail::prepared(handle, "prefstore_get_all", sql), std::string(user));
+    const auto r = detail::exec_statement(tx, handle, "prefstore_get_all", sql, std::string(user));
     PreferenceState state;
     for (const auto& row : r) state.insert(decode_entry(row));
     return state;
@@ -131,7 +130,7 @@ DefinitionCatalog CurrentState::definitions() {
   auto handle = m_pool.acquire();
   try {
     pqxx::nontransaction tx(detail::native(handle));
-    const auto r = tx.exec_prepared(detail::prepared(handle, "prefstore_definitions", sql));
+    const auto r = detail::exec_statement(tx, handle, "prefstore_definitions", sql);
     DefinitionCatalog catalog;
     for (const auto& row : r) {
       DefinitionEntry e = detail::definition_from_row(row);

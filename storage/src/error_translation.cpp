@@ -95,6 +95,16 @@ void rethrow_translated(const std::string& context) {
         what.find("requires a valid client certificate") != std::string::npos) {
       throw PermissionError(context + ": the server refused the credentials: " + what, "28000");
     }
+    // libpqxx 6.4 says only this (libpq's reason is dropped) when a statement finds its session
+    // closed, e.g. ended by the server while idle in the pool.
+    if (what.find("Could not obtain client encoding") != std::string::npos ||
+        what.find("reactivation is inhibited") != std::string::npos) {
+      throw UnavailableError(
+          context +
+          ": database connection lost: the session was closed (ended by the "
+          "server: terminated, restarted or timed out; or cut by the network): " +
+          what);
+    }
     throw UnavailableError(context + ": database connection unavailable: " + what);
   } catch (const pqxx::sql_error& e) {
     const std::string state = sqlstate_of(e);

@@ -397,14 +397,14 @@ void project_definitions(pqxx::transaction_base& tx, const PooledConnection& han
       const auto max_items = optional_text(d.constraints.max_items);
       std::optional<std::string> note;
       if (d.deprecated) note = d.deprecation_note;
-      tx.exec_prepared(detail::prepared(handle, "prefstore_define", kDefineSql), d.key,
-                       to_string(d.type), nullable(default_json), nullable(min), nullable(max),
-                       nullable(max_length), nullable(d.constraints.pattern),
-                       nullable(allowed_json), nullable(max_items), d.description, d.deprecated,
-                       nullable(note), metadata.actor, stream, version);
+      detail::exec_statement(tx, handle, "prefstore_define", kDefineSql, d.key, to_string(d.type),
+                             nullable(default_json), nullable(min), nullable(max),
+                             nullable(max_length), nullable(d.constraints.pattern),
+                             nullable(allowed_json), nullable(max_items), d.description,
+                             d.deprecated, nullable(note), metadata.actor, stream, version);
     } else if (const auto* deprecated = std::get_if<PreferenceDeprecated>(&events[i].data)) {
-      tx.exec_prepared(detail::prepared(handle, "prefstore_deprecate", kDeprecateSql),
-                       deprecated->key, deprecated->note, metadata.actor, stream, version);
+      detail::exec_statement(tx, handle, "prefstore_deprecate", kDeprecateSql, deprecated->key,
+                             deprecated->note, metadata.actor, stream, version);
     }
   }
 }
@@ -437,7 +437,7 @@ std::vector<RecordedEvent> appended_in_transaction(pqxx::transaction_base& tx,
       "$1 ORDER BY global_position";
   std::vector<RecordedEvent> out;
   for (const auto& row :
-       tx.exec_prepared(detail::prepared(handle, "prefstore_appended_here", sql), after_position)) {
+       detail::exec_statement(tx, handle, "prefstore_appended_here", sql, after_position)) {
     out.push_back(detail::decode_event_row(row));
   }
   return out;
@@ -495,15 +495,16 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
                               " event(s) to stream " + std::string(stream_id);
   auto handle = m_pool.acquire();
   pqxx::connection& conn = detail::native(handle);
-  const std::string& name =
-      detail::prepared(handle, append_statement_name(expected.kind), append_sql(expected.kind));
+  const std::string name = append_statement_name(expected.kind);
+  const std::string& sql = append_sql(expected.kind);
   bool stored_ids_conflict = false;
   try {
     pqxx::result r;
     auto run = [&](pqxx::transaction_base& tx) {
       return expected.kind == ExpectedVersion::Kind::exact
-                 ? tx.exec_prepared(name, events_json, changes_json, expected.version)
-                 : tx.exec_prepared(name, events_json, changes_json);
+                 ? detail::exec_statement(tx, handle, name, sql, events_json, changes_json,
+                                          expected.version)
+                 : detail::exec_statement(tx, handle, name, sql, events_json, changes_json);
     };
     if (!definitions && !m_inline) {
       // Autocommit: the statement is its own transaction, one round trip.
@@ -542,8 +543,8 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
   // append that did land (same ids, same payloads) gets the original result.
   try {
     pqxx::nontransaction tx(conn);
-    const auto stored = tx.exec_prepared(
-        detail::prepared(handle, "prefstore_find_stored", kFindStoredSql), events_json);
+    const auto stored =
+        detail::exec_statement(tx, handle, "prefstore_find_stored", kFindStoredSql, events_json);
     if (!stored.empty()) {
       bool same = stored.size() == events.size();
       for (std::size_t i = 0; same && i < stored.size(); ++i) {
@@ -595,9 +596,8 @@ std::int64_t EventLog::append_bulk(const std::vector<BulkEvent>& events, std::si
   std::set<std::string> seen;
   auto handle = m_pool.acquire();
   pqxx::connection& conn = detail::native(handle);
-  const std::string& name =
-      detail::prepared(handle, append_statement_name(ExpectedVersion::Kind::any),
-                       append_sql(ExpectedVersion::Kind::any));
+  const std::string name = append_statement_name(ExpectedVersion::Kind::any);
+  const std::string& sql = append_sql(ExpectedVersion::Kind::any);
   const std::string context = "bulk-appending " + std::to_string(events.size()) + " events";
   std::int64_t appended = 0;
   try {
@@ -630,7 +630,7 @@ std::int64_t EventLog::append_bulk(const std::vector<BulkEvent>& events, std::si
         builder.add_stream(stream_id, evs, metas, ids);
       }
       const auto [events_json, changes_json] = builder.finish();
-      (void)tx.exec_prepared(name, events_json, changes_json);
+      (void)detail::exec_statement(tx, handle, name, sql, events_json, changes_json);
       if (m_inline) run_inline(m_inline, tx, handle, inline_after);
       appended += static_cast<std::int64_t>(end - start);
     }
@@ -684,12 +684,10 @@ std::int64_t EventLog::read_stream(std::string_view stream_id, ReadDirection dir
       pqxx::result page;
       {
         pqxx::nontransaction tx(detail::native(handle));
-        page = forward ? tx.exec_prepared(
-                             detail::prepared(handle, "prefstore_read_forward", forward_sql),
-                             stream, next, limit)
-                       : tx.exec_prepared(
-                             detail::prepared(handle, "prefstore_read_backward", backward_sql),
-                             stream, next, limit);
+        page = forward ? detail::exec_statement(tx, handle, "prefstore_read_forward", forward_sql,
+                                                stream, next, limit)
+                       : detail::exec_statement(tx, handle, "prefstore_read_backward", backward_sql,
+                                                stream, next, limit);
       }
       for (const auto& row : page) {
         const RecordedEvent ev = detail::decode_event_row(row);
@@ -756,10 +754,10 @@ LogPosition EventLog::read_log(LogPosition after, std::int64_t max_count, bool c
       pqxx::result page;
       {
         pqxx::nontransaction tx(detail::native(handle));
-        page = tx.exec_prepared(
-            commit_safe ? detail::prepared(handle, "prefstore_read_all_v2", safe_sql)
-                        : detail::prepared(handle, "prefstore_read_committed", committed_sql),
-            std::to_string(position.transaction_id), position.global_position, limit);
+        page = detail::exec_statement(
+            tx, handle, commit_safe ? "prefstore_read_all_v2" : "prefstore_read_committed",
+            commit_safe ? safe_sql : committed_sql, std::to_string(position.transaction_id),
+            position.global_position, limit);
       }
       for (const auto& row : page) {
         const RecordedEvent ev = detail::decode_event_row(row);

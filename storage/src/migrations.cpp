@@ -226,6 +226,22 @@ std::vector<MigrationStatus> MigrationRunner::migrate() {
             return it != applied.end() && it->second.checksum == migration_checksum(m);
           });
       if (current) return done;
+      if (m_pool.options().transaction_pooling) {
+        std::string pending;
+        for (const auto& m : m_migrations) {
+          const auto it = applied.find(m.version);
+          if (it != applied.end() && it->second.checksum == migration_checksum(m)) continue;
+          pending += (pending.empty() ? "" : ", ") + m.file_name;
+        }
+        throw MigrationError(
+            "the schema of " + where + " is not current (" + std::to_string(applied.size()) +
+            " migration(s) recorded, this build has " + std::to_string(m_migrations.size()) +
+            (pending.empty() ? std::string() : "; pending or changed: " + pending) +
+            "), and migrations are not run through a transaction-pooling proxy "
+            "(PoolOptions::transaction_pooling): their session-level advisory lock would not "
+            "hold across the proxy's server connections; run `prefstore migrate` against the "
+            "server directly (not through PgBouncer), then open the store again");
+      }
     }
     MigrationLock lock(conn);
     {

@@ -57,6 +57,9 @@ int backend_pid(const PooledConnection& handle) {
   return std::stoi(query_value(handle, "SELECT pg_backend_pid()"));
 }
 
+// A server that cannot be reached (a socket folder that does not exist).
+const char* const kUnreachableServer = "host=/nonexistent/dir dbname=nothing";
+
 // Acquire plus one query, translated: what a storage operation does.
 int acquire_and_query_pid(ConnectionPool& pool) {
   PooledConnection handle = pool.acquire();
@@ -428,6 +431,150 @@ TEST(ConnectionPool, SetsApplicationName) {
   ConnectionPool pool(options);
   PooledConnection handle = pool.acquire();
   EXPECT_EQ(query_value(handle, "SHOW application_name"), "prefstore-pool-test");
+}
+
+// ---------------------------------------------------------------------------------------------
+// on_acquired: the wait of every successful acquire(), for metrics.
+
+// Records every wait on_acquired reports.
+struct WaitRecorder {
+  std::mutex mutex;
+  std::vector<std::chrono::nanoseconds> waits;
+  std::vector<std::chrono::nanoseconds> snapshot() {
+    std::lock_guard lock(mutex);
+    return waits;
+  }
+};
+
+TEST(ConnectionPool, OnAcquiredReportsTheWaitOfEverySuccessfulAcquire) {
+  WaitRecorder recorder;
+  PoolOptions options = options_for(TestCluster::instance().fresh_database(), 1);
+  options.acquire_timeout = 5000ms;
+  options.on_acquired = [&recorder](std::chrono::nanoseconds waited) {
+    std::lock_guard lock(recorder.mutex);
+    recorder.waits.push_back(waited);
+  };
+  ConnectionPool pool(options);
+
+  // 1. A new connection: the wait includes opening it.
+  const auto before_first = Clock::now();
+  PooledConnection first = pool.acquire();
+  const auto first_took = Clock::now() - before_first;
+  auto waits = recorder.snapshot();
+  ASSERT_EQ(waits.size(), 1u);
+  EXPECT_GT(waits[0].count(), 0);
+  EXPECT_LE(waits[0], first_took);
+
+  // 2. Another thread waits until the only connection comes back 300 ms later.
+  std::chrono::nanoseconds waited_in_thread{0};
+  std::thread waiter([&] {
+    const auto started = Clock::now();
+    PooledConnection second = pool.acquire();
+    waited_in_thread = Clock::now() - started;
+  });
+  std::this_thread::sleep_for(300ms);
+  first.release();
+  waiter.join();
+  waits = recorder.snapshot();
+  ASSERT_EQ(waits.size(), 2u);
+  EXPECT_GE(waits[1], 250ms) << "reported " << waits[1].count() << " ns";
+  EXPECT_LE(waits[1], waited_in_thread);
+
+  // 3. An idle connection: reported too, quickly.
+  { PooledConnection third = pool.acquire(); }
+  waits = recorder.snapshot();
+  ASSERT_EQ(waits.size(), 3u);
+  EXPECT_LT(waits[2], 250ms);
+  EXPECT_EQ(pool.stats().acquired, 3u);
+}
+
+TEST(ConnectionPool, OnAcquiredIsNotCalledWhenAcquireFails) {
+  std::atomic<int> calls{0};
+  PoolOptions options = options_for(TestCluster::instance().fresh_database(), 1);
+  options.acquire_timeout = 100ms;
+  options.on_acquired = [&calls](std::chrono::nanoseconds) { ++calls; };
+  ConnectionPool pool(options);
+  PooledConnection held = pool.acquire();
+  EXPECT_THROW((void)pool.acquire(), UnavailableError);  // exhausted
+  EXPECT_EQ(calls.load(), 1);
+
+  PoolOptions unreachable = options_for(kUnreachableServer, 1);
+  unreachable.on_acquired = [&calls](std::chrono::nanoseconds) { ++calls; };
+  ConnectionPool failing(unreachable);
+  EXPECT_THROW((void)failing.acquire(), UnavailableError);  // cannot connect
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST(ConnectionPool, AThrowingOnAcquiredCostsTheCallerNothing) {
+  PoolOptions options = options_for(TestCluster::instance().fresh_database(), 1);
+  options.on_acquired = [](std::chrono::nanoseconds) { throw std::runtime_error("hook failed"); };
+  ConnectionPool pool(options);
+  PooledConnection handle = pool.acquire();
+  EXPECT_EQ(query_value(handle, "SELECT 1"), "1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// transaction_pooling: nothing session-level (the PgBouncer test runs a real proxy).
+
+TEST(ConnectionPool, TransactionPoolingSetsNoSessionSettings) {
+  PoolOptions options = options_for(TestCluster::instance().fresh_database(), 1);
+  options.transaction_pooling = true;
+  options.idle_in_transaction_timeout = 1500ms;
+  ConnectionPool pool(options);
+  PooledConnection handle = pool.acquire();
+  EXPECT_EQ(query_value(handle, "SHOW idle_in_transaction_session_timeout"), "0");
+  EXPECT_EQ(query_value(handle, "SELECT current_user = session_user"), "t");
+}
+
+// exec_statement prepares by default and runs the SQL unprepared with transaction_pooling.
+TEST(ConnectionPool, TransactionPoolingRunsStatementsUnprepared) {
+  const std::string url = TestCluster::instance().fresh_database();
+  for (const bool pooling : {false, true}) {
+    PoolOptions options = options_for(url, 1);
+    options.transaction_pooling = pooling;
+    ConnectionPool pool(options);
+    PooledConnection handle = pool.acquire();
+    pqxx::nontransaction tx(detail::native(handle));
+    EXPECT_EQ(detail::exec_statement(tx, handle, "pooltest_add", "SELECT $1::int + 1", 41)[0][0]
+                  .as<int>(),
+              42);
+    const auto prepared =
+        tx.exec1("SELECT count(*) FROM pg_prepared_statements WHERE name = 'pooltest_add'")[0]
+            .as<int>();
+    EXPECT_EQ(prepared, pooling ? 0 : 1) << "transaction_pooling " << pooling;
+  }
+}
+
+TEST(ConnectionPool, RejectsARoleWithTransactionPooling) {
+  PoolOptions options = options_for("dbname=anything", 1);
+  options.transaction_pooling = true;
+  options.role = "prefstore_writer";
+  std::string message;
+  try {
+    ConnectionPool pool(options);
+  } catch (const UsageError& e) {
+    message = e.what();
+  }
+  std::cout << "message: " << message << "\n";
+  ASSERT_NE(message, "") << "no UsageError";
+  EXPECT_NE(message.find("prefstore_writer"), std::string::npos) << message;
+  EXPECT_NE(message.find("transaction_pooling"), std::string::npos) << message;
+  EXPECT_NE(message.find("SET ROLE is session state"), std::string::npos) << message;
+  EXPECT_NE(message.find("GRANT prefstore_writer TO <login>"), std::string::npos) << message;
+}
+
+TEST(ConnectionPool, RejectsAStatementTimeoutWithTransactionPooling) {
+  PoolOptions options = options_for("dbname=anything", 1);
+  options.transaction_pooling = true;
+  options.statement_timeout = 2500ms;
+  std::string message;
+  try {
+    ConnectionPool pool(options);
+  } catch (const UsageError& e) {
+    message = e.what();
+  }
+  ASSERT_NE(message, "") << "no UsageError";
+  EXPECT_NE(message.find("ALTER ROLE"), std::string::npos) << message;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ namespace prefstore {
 namespace {
 
 using prefstore::testing::CommandResult;
+using prefstore::testing::free_port;
 using prefstore::testing::run_cli;
 using prefstore::testing::run_shell;
 using Env = std::map<std::string, std::string>;
@@ -71,24 +72,6 @@ void write_file(const fs::path& file, const std::string& text, fs::perms mode) {
   out.close();
   if (!out) throw std::runtime_error("cannot write " + file.string());
   fs::permissions(file, mode);
-}
-
-// A TCP port on 127.0.0.1 that nothing listens on right now (bound to port 0, then released).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("cannot find a free port on 127.0.0.1");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // The certificates of one run, made with the openssl tool (EC P-256 keys: instant to generate).

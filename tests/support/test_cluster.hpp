@@ -41,6 +41,10 @@ class TestCluster {
 // A new, empty temporary folder that the local server's user can enter; removed by the caller.
 std::filesystem::path make_temp_dir(const std::string& prefix);
 
+// A TCP port on 127.0.0.1 that nothing listens on right now (bound to port 0, then released).
+// Throws std::runtime_error when none can be bound.
+int free_port();
+
 // Runs a shell command line, returns its exit code and combined output.
 struct CommandResult {
   int exit_code = -1;

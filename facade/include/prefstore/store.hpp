@@ -30,6 +30,7 @@
 #include "prefstore/storage/retention.hpp"
 #include "prefstore/storage/snapshots.hpp"
 #include "prefstore/store_options.hpp"
+#include "prefstore/store_status.hpp"
 #include "prefstore/time_travel.hpp"
 #include "prefstore/value.hpp"
 #include "prefstore/verify.hpp"
@@ -227,6 +228,23 @@ class Store {
   std::vector<storage::MigrationStatus> migrate();
   // Every migration with its state. See MigrationRunner::status().
   [[nodiscard]] std::vector<storage::MigrationStatus> migration_status();
+  // --- observability ---
+
+  // The store's state and a health verdict against thresholds: the schema (applied, pending),
+  // the log (events, streams, head), the asynchronous projections with their lag and state,
+  // the pool, the newest snapshot and backup. Never throws for an unreachable database or a
+  // missing schema: they are reported (reachable false, problems). Reads as the store's role
+  // (the reader role suffices); two round trips plus one per migration check.
+  [[nodiscard]] StoreStatus status(const HealthThresholds& thresholds = {});
+
+  // The store's metrics in the Prometheus text format (0.0.4): calls by operation (duration
+  // histogram, errors by kind), retries, events appended, idempotent duplicates, the pool
+  // (connections, waits, timeouts, failures), and, read from the database at this call,
+  // prefstore_up, the schema, the log head and each projection's lag. The database part costs
+  // what status() costs; when the database cannot be reached it is left out and prefstore_up
+  // is 0. docs/operations.md, "Monitoring", lists each metric and its alert threshold.
+  [[nodiscard]] std::string metrics();
+
   // True when the store runs on prefstore's own local server.
   [[nodiscard]] bool uses_local_server() const noexcept;
   // The connection string in use, password hidden.

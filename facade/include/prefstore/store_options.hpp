@@ -21,13 +21,21 @@ struct StoreOptions {
   // variables or service file, else prefstore's own local server (see `local`). Prefer the
   // environment over putting a password here.
   std::optional<std::string> database_url;
-  // Connection pool settings; `pool.conninfo` is filled from the database chosen above.
+  // Connection pool settings; `pool.conninfo` is filled from the database chosen above. Behind
+  // PgBouncer in transaction mode set pool.transaction_pooling (and leave pool.role empty).
   storage::PoolOptions pool;
   // Settings of the local server used when no database is configured. Default: from the
   // environment (PREFSTORE_HOME, PREFSTORE_LOCAL_USER, PREFSTORE_PG_BINDIR).
   storage::LocalServerOptions local = storage::local_server_options_from_environment();
+  // Start the local server when it is the database and is not running. Default true; false
+  // (for health checks, which must not start what they check) leaves it stopped: the store
+  // opens, and calls fail with UnavailableError.
+  bool start_local_server = true;
   // Apply pending migrations when the store opens (under the advisory lock, so several service
   // instances may start at once). Default true; false leaves the schema to `prefstore migrate`.
+  // With pool.transaction_pooling (PgBouncer in transaction mode) a current schema is only
+  // checked; pending migrations are refused with MigrationError (the lock is session-level):
+  // run `prefstore migrate` against the server directly first.
   bool migrate_on_open = true;
   // Strict mode (default): writing a key that has no definition is a ValidationError.
   // Open mode (false): such keys are accepted as untyped (any value type, no constraints).

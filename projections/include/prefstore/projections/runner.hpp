@@ -35,7 +35,10 @@ struct RunnerOptions {
   std::chrono::milliseconds poll_interval{500};
   // How long a failed projection rests before it is tried again. Default 5 s.
   std::chrono::milliseconds retry_failed_after{5000};
-  // LISTEN for writers' notifications (turn off behind PgBouncer in transaction mode). Default on.
+  // LISTEN for writers' notifications (on a connection of its own, to the pool's conninfo).
+  // Ignored, the runner only polling, when the pool has PoolOptions::transaction_pooling:
+  // notifications do not pass PgBouncer in transaction mode; for prompt wake-ups give the runner
+  // a pool that connects to the server directly. Default on.
   bool listen = true;
 };
 

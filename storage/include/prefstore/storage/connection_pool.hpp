@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -41,8 +42,23 @@ struct PoolOptions {
   // role's privileges: "prefstore_writer" for a service, "prefstore_reader" for read-only
   // tools, "prefstore_owner" for migrations, erasure and restores. The login role must be a
   // member of it; otherwise connecting fails with PermissionError naming both. "" (default)
-  // keeps the login role's own privileges.
+  // keeps the login role's own privileges. Must stay "" with transaction_pooling (UsageError).
   std::string role;
+  // The server is reached through a transaction-pooling proxy such as PgBouncer
+  // (pool_mode=transaction), where consecutive transactions of one connection may run on
+  // different server connections, so nothing session-level may be relied on. When true:
+  // statements run unprepared (exec_params; PgBouncer 1.18 does not carry named prepared
+  // statements across transactions), the session settings above (idle_in_transaction_timeout,
+  // statement_timeout) are not SET at connect (set them per login role with ALTER ROLE ... SET,
+  // or in PgBouncer: idle_transaction_timeout, query_timeout), `role` must be "" (UsageError:
+  // log in through the proxy as a login role that is a member of the one prefstore role it
+  // needs), migrations that are pending refuse to run (MigrationError: run `prefstore migrate`
+  // against the server directly), and projection runners do not LISTEN (they poll). Costs a
+  // parse and plan per statement. Default false (direct connections, prepared statements).
+  bool transaction_pooling = false;
+  // Called after every successful acquire() with how long the caller waited for a connection
+  // (including opening a new one); for metrics. Must not throw. Default: none.
+  std::function<void(std::chrono::nanoseconds waited)> on_acquired;
 };
 
 // Counters of a pool, for status output and tests. A consistent snapshot.
@@ -94,7 +110,7 @@ class PooledConnection {
 class ConnectionPool {
  public:
   // Opens no connection yet. Throws UsageError for invalid options (max_size 0, an unparsable
-  // conninfo; the message is redacted).
+  // conninfo, the message redacted; a role or a statement_timeout with transaction_pooling).
   explicit ConnectionPool(PoolOptions options);
   // Requires: every PooledConnection has been given back.
   ~ConnectionPool();

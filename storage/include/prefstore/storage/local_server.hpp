@@ -31,7 +31,9 @@ struct LocalServerOptions {
   // Also listen on 127.0.0.1:port (TCP). Off by default: the socket is enough for one machine.
   bool listen_tcp = false;
   // False for throwaway test clusters: fsync, synchronous_commit and full_page_writes off.
-  // Faster, but a machine crash can corrupt the cluster. Default true (safe).
+  // Faster, but a machine crash can corrupt the cluster, and with synchronous_commit off even a
+  // kill -9 of the server loses commits acknowledged just before it (docs/operations.md, "Faults
+  // tested"). Default true (safe).
   bool durable = true;
   // Database created on first start, used by url() by default.
   std::string database = "prefstore";
