@@ -15,9 +15,12 @@
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/storage/database_url.hpp"
+#include "sha256.hpp"
 
 namespace prefstore::storage {
 namespace {
+
+using detail::hex_of;
 
 using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 
@@ -27,18 +30,6 @@ std::string micros_of(const char* column) {
   char buffer[128];
   std::snprintf(buffer, sizeof buffer, kMicros, column);
   return buffer;
-}
-
-std::string hex_of(std::string_view bytes) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (const char c : bytes) {
-    const auto b = static_cast<unsigned char>(c);
-    out += hex[b >> 4];
-    out += hex[b & 0xF];
-  }
-  return out;
 }
 
 std::string raw_bytes(const pqxx::field& field) {

@@ -59,6 +59,8 @@ const char* to_string(VerifyProblemKind kind) noexcept {
 
 namespace {
 
+using detail::hex_of;
+
 using Kind = VerifyProblemKind;
 
 // The persisted name of the asynchronous value-counts projection (projections/value_counts.hpp;
@@ -168,18 +170,6 @@ constexpr const char* kCheckpointsAheadSql =
     "WHERE last_position > $1::bigint ORDER BY projection_name";
 
 // --- bytes ----------------------------------------------------------------------------------
-
-std::string hex_of(std::string_view bytes) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (const char c : bytes) {
-    const auto b = static_cast<unsigned char>(c);
-    out += hex[b >> 4];
-    out += hex[b & 0xF];
-  }
-  return out;
-}
 
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';

@@ -1185,5 +1185,105 @@ TEST(Faults, ConcurrentMigrateProjectionAndWriteProcessesOnAFreshDatabase) {
   record("processes.seconds", std::to_string(seconds_since(started)));
 }
 
+// The other half of crash testing (TESTING.md #4): clients killed with SIGKILL at random
+// moments, also in the middle of an append. Each round starts 8 `prefstore set` processes on 4
+// users (each with its own event id), kills them all after a random 0-800 ms, and sorts them by
+// exit status: 0 acknowledged, 137 killed (outcome unknown), anything else failed. The server
+// rolls back whatever a dead client left open, so: every acknowledged event is stored exactly
+// once, a killed one at most once, no version gap (verify), and no lock is left behind (a write
+// to every user right afterwards succeeds at once).
+TEST(Faults, ClientsKilledMidAppendLeaveNothingHalfWrittenOrLocked) {
+  const auto started = Clock::now();
+  ScratchDatabase db;
+  const int rounds = long_run() ? 150 : 15;
+  const std::string env =
+      "env -u PREFSTORE_HOME -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER PREFSTORE_ROLE=none "
+      "PREFSTORE_DATABASE_URL=" +
+      shell_quote(db.url()) + " ";
+  const std::string cli = std::string(PREFSTORE_CLI_PATH);
+  std::mt19937 random{std::random_device{}()};
+  std::uniform_int_distribution<int> delay_ms(0, 800);
+  std::map<std::string, int> outcome;  // event id -> exit status
+  for (int round = 0; round < rounds; ++round) {
+    std::string script = "pids=\"\"; ids=\"\"\n";
+    for (int i = 0; i < 8; ++i) {
+      const std::string id = new_uuid();
+      script += env + cli + " --open set client-" + std::to_string(i % 4) + " calendar.minutes " +
+                std::to_string(round * 8 + i) + " --event-id " + id +
+                " >/dev/null 2>&1 &\npids=\"$pids $!\"; ids=\"$ids " + id + "\"\n";
+    }
+    script += "sleep " + std::to_string(delay_ms(random) / 1000.0) +
+              "\nkill -9 $pids 2>/dev/null\nset -- $ids\n"
+              "for p in $pids; do wait $p; echo \"$1 $?\"; shift; done\n";
+    const auto file = std::filesystem::temp_directory_path() / ("prefstore-kill-" + new_uuid());
+    {
+      std::ofstream out(file);
+      out << script;
+    }
+    const auto r = run_shell("sh " + file.string());
+    std::filesystem::remove(file);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    // The shell may also report "Killed" for the jobs: read only "<event id> <status>" lines.
+    const std::regex line("^([0-9a-f-]{36}) ([0-9]+)$");
+    std::istringstream lines(r.output);
+    int seen = 0;
+    for (std::string text; std::getline(lines, text);) {
+      std::smatch m;
+      if (std::regex_match(text, m, line)) {
+        outcome[m[1].str()] = std::stoi(m[2].str());
+        ++seen;
+      }
+    }
+    ASSERT_EQ(seen, 8) << r.output;
+  }
+
+  const auto stored = stored_event_ids(db.url());
+  std::int64_t acknowledged = 0, killed = 0, killed_stored = 0, failed = 0, lost = 0,
+               duplicated = 0;
+  for (const auto& [id, status] : outcome) {
+    const auto it = stored.find(id);
+    const std::int64_t n = it == stored.end() ? 0 : it->second;
+    if (n > 1) ++duplicated;
+    if (status == 0) {
+      ++acknowledged;
+      if (n != 1) ++lost;
+    } else if (status == 128 + SIGKILL) {
+      ++killed;
+      if (n == 1) ++killed_stored;
+    } else {
+      ++failed;
+      ADD_FAILURE() << "a client that was not killed failed with exit " << status;
+    }
+  }
+  EXPECT_EQ(lost, 0);
+  EXPECT_EQ(duplicated, 0);
+  std::int64_t user_events = 0;
+  for (const auto& [id, n] : stored) user_events += n;
+  EXPECT_EQ(user_events, acknowledged + killed_stored) << "events stored that no client wrote";
+  EXPECT_GT(killed, 0) << "no client was killed: the delays are too long for this machine";
+  EXPECT_GT(acknowledged, 0) << "no client finished: the delays are too short for this machine";
+
+  // No lock or transaction left behind: each user takes a write at once.
+  StoreOptions o;
+  o.database_url = db.url();
+  o.strict = false;
+  o.pool.statement_timeout = 2s;
+  o.retry.max_attempts = 1;
+  Store store(o);
+  for (int u = 0; u < 4; ++u) {
+    EXPECT_NO_THROW(
+        (void)store.set("client-" + std::to_string(u), "calendar.minutes", Value(std::int64_t{1})));
+  }
+  expect_verified(store);
+  record("client_kill.rounds", std::to_string(rounds));
+  record("client_kill.clients",
+         std::to_string(outcome.size()) + " (" + std::to_string(acknowledged) + " acknowledged, " +
+             std::to_string(killed) + " killed of which " + std::to_string(killed_stored) +
+             " stored, " + std::to_string(failed) + " failed)");
+  record("client_kill.lost_duplicated",
+         std::to_string(lost) + " lost, " + std::to_string(duplicated) + " duplicated");
+  record("client_kill.seconds", std::to_string(seconds_since(started)));
+}
+
 }  // namespace
 }  // namespace prefstore
