@@ -144,8 +144,10 @@ std::vector<std::uint64_t> Histogram::cumulative_counts() const {
   return out;
 }
 
-std::vector<double> latency_buckets() {
-  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+const std::vector<double>& latency_buckets() {
+  static const std::vector<double> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                          0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+  return bounds;
 }
 
 MetricsRegistry::Family& MetricsRegistry::family(const std::string& name, const std::string& help,

@@ -59,27 +59,50 @@ struct Store::Impl {
 
   boost::signals2::signal<void(const AppendedEvents&)> appended;
 
-  // Metrics of this store (Store::metrics()). Series are looked up once per call; updates are
-  // atomic adds.
+  // Metrics of this store (Store::metrics()). The series every call updates are looked up once,
+  // by register_series(), so that a call takes no lock for them: updates are atomic adds.
   MetricsRegistry metrics;
+  std::map<std::string, Histogram*, std::less<>> durations;  // by operation
+  Counter* events_appended = nullptr;
+  Counter* append_duplicates = nullptr;
+
+  static constexpr const char* kDurationName = "prefstore_operation_duration_seconds";
+  static constexpr const char* kDurationHelp =
+      "Duration of the store's calls (retries and waits included), by operation";
+
+  // Creates the per-call series (so they also show, at 0, before the first call).
+  void register_series() {
+    for (const char* op :
+         {"set", "set_many", "reset", "define", "deprecate", "get", "get_all", "history", "version",
+          "audit", "get_as_of", "get_all_as_of", "diff", "restore", "erase_user", "compact",
+          "backup", "restore_backup", "verify"}) {
+      durations[op] =
+          &metrics.histogram(kDurationName, kDurationHelp, latency_buckets(), {{"operation", op}});
+    }
+    events_appended = &metrics.counter("prefstore_events_appended_total",
+                                       "Events appended by this store's writes");
+    append_duplicates = &metrics.counter(
+        "prefstore_append_duplicates_total",
+        "Writes whose event ids were already stored (an idempotent retry): nothing appended");
+  }
 
   // Runs call as the public operation `operation`: its duration (retries included) goes to
   // prefstore_operation_duration_seconds, a failure to prefstore_operation_errors_total.
   template <class Call>
   auto measured(std::string_view operation, Call&& call) -> decltype(call()) {
     const auto start = Clock::now();
-    const MetricLabels labels{{"operation", std::string(operation)}};
+    Histogram& duration = duration_of(operation);
     try {
       if constexpr (std::is_void_v<decltype(call())>) {
         call();
-        observe(labels, start);
+        duration.observe(seconds_since(start));
       } else {
         auto result = call();
-        observe(labels, start);
+        duration.observe(seconds_since(start));
         return result;
       }
     } catch (const Error& e) {
-      observe(labels, start);
+      duration.observe(seconds_since(start));
       metrics
           .counter("prefstore_operation_errors_total",
                    "Calls of the store that failed, by operation and by kind of error",
@@ -92,12 +115,11 @@ struct Store::Impl {
     }
   }
 
-  void observe(const MetricLabels& labels, Clock::time_point start) {
-    metrics
-        .histogram("prefstore_operation_duration_seconds",
-                   "Duration of the store's calls (retries and waits included), by operation",
-                   latency_buckets(), labels)
-        .observe(seconds_since(start));
+  // The duration histogram of operation: registered ones without a lock.
+  Histogram& duration_of(std::string_view operation) {
+    if (const auto it = durations.find(operation); it != durations.end()) return *it->second;
+    return metrics.histogram(kDurationName, kDurationHelp, latency_buckets(),
+                             {{"operation", std::string(operation)}});
   }
 
   // Tells subscribers about a write that landed.
@@ -165,14 +187,9 @@ struct Store::Impl {
     AppendResult result =
         retrying(operation, [&] { return log->append(stream, events, call.expected, metadata); });
     if (result.duplicate) {
-      metrics
-          .counter("prefstore_append_duplicates_total",
-                   "Writes whose event ids were already stored (an idempotent retry): nothing "
-                   "appended")
-          .add();
+      append_duplicates->add();
     } else {
-      metrics.counter("prefstore_events_appended_total", "Events appended by this store's writes")
-          .add(static_cast<double>(events.size()));
+      events_appended->add(static_cast<double>(events.size()));
     }
     return announce(stream, std::move(result), events);
   }
@@ -267,6 +284,7 @@ struct Store::Impl {
 };
 
 Store::Store(StoreOptions options) : m_impl(std::make_unique<Impl>()) {
+  m_impl->register_series();
   std::optional<std::string> url = options.database_url;
   if (!url) url = storage::configured_database_url();
   if (!url) {

@@ -101,10 +101,12 @@ std::int64_t ProjectionRunner::step(Projection& projection) {
   if (failed) return isolate_failure(projection, batch, positions, start);
   m_failed_at.erase(name);
   m_advanced(name, positions.back());
-  log(LogLevel::debug, "projection_advanced",
-      {{"projection", name},
-       {"events", std::to_string(batch.size())},
-       {"position", std::to_string(positions.back().global_position)}});
+  if (log_enabled(LogLevel::debug)) {  // a batch is a hot path: build the fields only when asked
+    log(LogLevel::debug, "projection_advanced",
+        {{"projection", name},
+         {"events", std::to_string(batch.size())},
+         {"position", std::to_string(positions.back().global_position)}});
+  }
   return static_cast<std::int64_t>(batch.size());
 }
 

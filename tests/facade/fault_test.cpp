@@ -67,6 +67,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using prefstore::testing::admin;
+using prefstore::testing::events_of;
 using prefstore::testing::free_port;
 using prefstore::testing::make_temp_dir;
 using prefstore::testing::run_shell;
@@ -146,6 +147,10 @@ bool bare_libpqxx(const std::string& message) {
 }
 
 // What each write of a test returned, by event id. Thread-safe.
+// Set by the Store's on_retry hook in the writing thread: the current call met an unknown
+// outcome before it returned.
+thread_local bool t_saw_in_doubt = false;
+
 class Ledger {
  public:
   struct Entry {
@@ -166,6 +171,24 @@ class Ledger {
     std::lock_guard lock(m_mutex);
     m_entries[id] = Entry{false, false, saw_in_doubt, kind_of(e), e.what()};
   }
+  // Runs append(options) with a new event id in options.event_ids, records what it returned or
+  // threw (with t_saw_in_doubt, which it resets first) and returns the result, or std::nullopt
+  // when it threw.
+  template <class Append>
+  std::optional<AppendResult> run(Append&& append) {
+    const std::string id = new_uuid();
+    AppendOptions options;
+    options.event_ids = {id};
+    t_saw_in_doubt = false;
+    try {
+      const AppendResult r = append(options);
+      acknowledge(id, r.duplicate, t_saw_in_doubt);
+      return r;
+    } catch (const std::exception& e) {
+      fail(id, e, t_saw_in_doubt);
+      return std::nullopt;
+    }
+  }
   // A copy of every entry, by event id.
   [[nodiscard]] std::map<std::string, Entry> entries() const {
     std::lock_guard lock(m_mutex);
@@ -176,10 +199,6 @@ class Ledger {
   mutable std::mutex m_mutex;
   std::map<std::string, Entry> m_entries;
 };
-
-// Set by the Store's on_retry hook in the writing thread: the current call met an unknown
-// outcome before it returned.
-thread_local bool t_saw_in_doubt = false;
 
 // The errors a Store retried, by type and message (stream ids and numbers folded), so that a
 // test can show how each fault surfaced and check that every one names the problem.
@@ -221,14 +240,34 @@ class RetryLog {
   std::map<std::string, int> m_messages;
 };
 
+// Options of a Store that rides over the faults of a test: open mode, a short connect timeout,
+// retries for up to 15 s (backoff capped at max_backoff), each retry recorded in retries.
+// Requires: retries outlives the Store.
+StoreOptions patient_options(const std::string& url, std::size_t pool_size,
+                             std::chrono::milliseconds max_backoff, RetryLog& retries) {
+  StoreOptions o;
+  o.database_url = url;
+  o.strict = false;
+  o.pool.max_size = pool_size;
+  o.pool.connect_timeout = 2s;
+  o.retry.max_attempts = 1000;
+  o.retry.max_backoff = max_backoff;
+  o.retry.deadline = 15s;
+  o.retry.on_retry = [&retries](const Error& e, int, std::chrono::milliseconds) { retries.add(e); };
+  return o;
+}
+
 // How many times each event id is stored in user streams (prefstore's own "$..." streams left
-// out), read over a direct connection.
-std::map<std::string, std::int64_t> stored_event_ids(const std::string& url) {
+// out, except those LIKE also_like, e.g. "$def:proxy.%"), read over a direct connection.
+std::map<std::string, std::int64_t> stored_event_ids(const std::string& url,
+                                                     const std::string& also_like = {}) {
   pqxx::connection conn(url);
   pqxx::nontransaction tx(conn);
   std::map<std::string, std::int64_t> out;
-  for (const auto& row : tx.exec("SELECT event_id::text, count(*) FROM prefstore.events "
-                                 "WHERE stream_id NOT LIKE '$%' GROUP BY 1")) {
+  for (const auto& row :
+       tx.exec_params("SELECT event_id::text, count(*) FROM prefstore.events "
+                      "WHERE stream_id NOT LIKE '$%' OR stream_id LIKE $1 GROUP BY 1",
+                      also_like)) {
     out[row[0].as<std::string>()] = row[1].as<std::int64_t>();
   }
   return out;
@@ -452,16 +491,7 @@ TEST(Faults, KillNineOfTheServerDuringConcurrentAppendsLosesAndDuplicatesNothing
   const std::string url = server.url();
 
   RetryLog retries;
-  StoreOptions o;
-  o.database_url = url;
-  o.strict = false;
-  o.pool.max_size = 8;
-  o.pool.connect_timeout = 2s;
-  o.retry.max_attempts = 1000;
-  o.retry.max_backoff = 500ms;
-  o.retry.deadline = 15s;
-  o.retry.on_retry = [&](const Error& e, int, std::chrono::milliseconds) { retries.add(e); };
-  Store store(o);
+  Store store(patient_options(url, 8, 500ms, retries));
 
   // The asynchronous projector, on a pool of its own, running through the kills.
   storage::PoolOptions po;
@@ -492,18 +522,10 @@ TEST(Faults, KillNineOfTheServerDuringConcurrentAppendsLosesAndDuplicatesNothing
   for (int w = 0; w < 8; ++w) {
     writers.emplace_back([&, w] {
       for (int n = 0; writing; ++n) {
-        const std::string id = new_uuid();
-        AppendOptions ao;
-        ao.event_ids = {id};
-        t_saw_in_doubt = false;
-        try {
-          const auto r =
-              store.set("kill-user-" + std::to_string(w * 4 + n % 4),
-                        "tz.slot" + std::to_string(n % 3), Value(std::int64_t{n % 7}), {}, ao);
-          ledger.acknowledge(id, r.duplicate, t_saw_in_doubt);
-        } catch (const std::exception& e) {
-          ledger.fail(id, e, t_saw_in_doubt);
-        }
+        (void)ledger.run([&](const AppendOptions& ao) {
+          return store.set("kill-user-" + std::to_string(w * 4 + n % 4),
+                           "tz.slot" + std::to_string(n % 3), Value(std::int64_t{n % 7}), {}, ao);
+        });
       }
     });
   }
@@ -579,16 +601,7 @@ TEST(Faults, CutConnectionsAlsoBetweenCommitAndItsAnswerLoseAndDuplicateNothing)
                               " dbname=faults user=postgres sslmode=disable";
 
   RetryLog retries;
-  StoreOptions o;
-  o.database_url = proxied;
-  o.strict = false;
-  o.pool.max_size = 6;
-  o.pool.connect_timeout = 2s;
-  o.retry.max_attempts = 1000;
-  o.retry.max_backoff = 300ms;
-  o.retry.deadline = 15s;
-  o.retry.on_retry = [&](const Error& e, int, std::chrono::milliseconds) { retries.add(e); };
-  Store store(o);  // migrates through the proxy, before any fault
+  Store store(patient_options(proxied, 6, 300ms, retries));  // migrates before any fault
 
   // Writers: six set() (autocommit appends, cut after their Bind) and two define() (a
   // transaction ended by COMMIT, cut after the COMMIT).
@@ -600,27 +613,19 @@ TEST(Faults, CutConnectionsAlsoBetweenCommitAndItsAnswerLoseAndDuplicateNothing)
   for (int w = 0; w < 8; ++w) {
     writers.emplace_back([&, w] {
       for (int n = 0; writing; ++n) {
-        const std::string id = new_uuid();
-        AppendOptions ao;
-        ao.event_ids = {id};
-        t_saw_in_doubt = false;
-        try {
-          AppendResult r;
-          if (w < 2) {
-            PreferenceDefinition d;
-            d.key = "proxy.key" + std::to_string(w);
-            d.type = ValueType::integer;
-            d.description = "revision " + std::to_string(n);
-            r = store.define(d, {}, ao);
-            if (t_saw_in_doubt && r.duplicate) ++defines_in_doubt_resolved;
-          } else {
-            r = store.set("proxy-user-" + std::to_string(w * 3 + n % 3),
-                          "proxy.key" + std::to_string(n % 2), Value(std::int64_t{n}), {}, ao);
-            if (t_saw_in_doubt && r.duplicate) ++sets_in_doubt_resolved;
+        const auto r = ledger.run([&](const AppendOptions& ao) {
+          if (w >= 2) {
+            return store.set("proxy-user-" + std::to_string(w * 3 + n % 3),
+                             "proxy.key" + std::to_string(n % 2), Value(std::int64_t{n}), {}, ao);
           }
-          ledger.acknowledge(id, r.duplicate, t_saw_in_doubt);
-        } catch (const std::exception& e) {
-          ledger.fail(id, e, t_saw_in_doubt);
+          PreferenceDefinition d;
+          d.key = "proxy.key" + std::to_string(w);
+          d.type = ValueType::integer;
+          d.description = "revision " + std::to_string(n);
+          return store.define(d, {}, ao);
+        });
+        if (r && r->duplicate && t_saw_in_doubt) {
+          ++(w < 2 ? defines_in_doubt_resolved : sets_in_doubt_resolved);
         }
       }
     });
@@ -642,16 +647,7 @@ TEST(Faults, CutConnectionsAlsoBetweenCommitAndItsAnswerLoseAndDuplicateNothing)
   const auto counters = proxy.counters();
 
   // Define events live in "$def:" streams: tally them too.
-  std::map<std::string, std::int64_t> stored = stored_event_ids(server.url());
-  {
-    pqxx::connection conn(server.url());
-    pqxx::nontransaction tx(conn);
-    for (const auto& row : tx.exec("SELECT event_id::text, count(*) FROM prefstore.events "
-                                   "WHERE stream_id LIKE '$def:proxy.key%' GROUP BY 1")) {
-      stored[row[0].as<std::string>()] += row[1].as<std::int64_t>();
-    }
-  }
-  const Tally t = tally(ledger, stored);
+  const Tally t = tally(ledger, stored_event_ids(server.url(), "$def:proxy.key%"));
   expect_consistent(t);
   EXPECT_GT(counters.commit_cuts, 0u) << "no COMMIT was cut";
   EXPECT_GT(counters.statement_cuts, 0u) << "no autocommit append was cut";
@@ -684,14 +680,6 @@ TEST(Faults, CutConnectionsAlsoBetweenCommitAndItsAnswerLoseAndDuplicateNothing)
 }
 
 // --- c. an exhausted pool -------------------------------------------------------------------
-
-// How many events the user's stream holds, over a direct connection.
-std::int64_t events_of(const std::string& url, const std::string& user) {
-  pqxx::connection conn(url);
-  pqxx::nontransaction tx(conn);
-  return tx.exec1("SELECT count(*) FROM prefstore.events WHERE stream_id = " + tx.quote(user))[0]
-      .as<std::int64_t>();
-}
 
 TEST(Faults, AnExhaustedPoolFailsClearlyWithinTheDeadlineAndWritesNothing) {
   ScratchDatabase db;

@@ -26,10 +26,9 @@
 namespace prefstore {
 namespace {
 
-using prefstore::testing::admin;
-using prefstore::testing::database_name;
 using prefstore::testing::run_cli;
 using prefstore::testing::ScratchDatabase;
+using prefstore::testing::set_read_only;
 using namespace std::chrono_literals;
 
 StoreOptions options_for(const std::string& url) {
@@ -144,13 +143,10 @@ TEST(Metrics, RetriesAreCountedByOperationAndError) {
   o.retry.max_attempts = 100;
   Store store(o);
   (void)store.set("ada", "calendar.time_zone", Value(std::string("UTC")));
-  const std::string name = database_name(db.url());
-  admin("ALTER DATABASE " + name + " SET default_transaction_read_only = on");
-  admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'");
+  set_read_only(db.url(), true);
   std::thread heal([&] {
     std::this_thread::sleep_for(500ms);
-    admin("ALTER DATABASE " + name + " RESET default_transaction_read_only");
-    admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'");
+    set_read_only(db.url(), false);
   });
   (void)store.set("ada", "calendar.time_zone", Value(std::string("Asia/Tokyo")));
   heal.join();

@@ -24,26 +24,10 @@
 namespace prefstore {
 namespace {
 
-using prefstore::testing::admin;
-using prefstore::testing::database_name;
+using prefstore::testing::events_of;
 using prefstore::testing::ScratchDatabase;
+using prefstore::testing::set_read_only;
 using namespace std::chrono_literals;
-
-// Makes the database read-only for new sessions and ends its current ones (or undoes that).
-void set_read_only(const std::string& url, bool on) {
-  const std::string db = database_name(url);
-  admin("ALTER DATABASE " + db +
-        (on ? " SET default_transaction_read_only = on" : " RESET default_transaction_read_only"));
-  admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db +
-        "' AND pid <> pg_backend_pid()");
-}
-
-std::int64_t events_of(const std::string& url, const std::string& user) {
-  pqxx::connection conn(url);
-  pqxx::nontransaction tx(conn);
-  return tx.exec1("SELECT count(*) FROM prefstore.events WHERE stream_id = " + tx.quote(user))[0]
-      .as<std::int64_t>();
-}
 
 struct Counted {
   StoreOptions options;

@@ -33,6 +33,24 @@ inline void admin(const std::string& sql) {
   tx.exec(sql);
 }
 
+// How many events the stream holds, over a direct connection.
+inline std::int64_t events_of(const std::string& url, const std::string& stream) {
+  pqxx::connection conn(url);
+  pqxx::nontransaction tx(conn);
+  return tx.exec1("SELECT count(*) FROM prefstore.events WHERE stream_id = " + tx.quote(stream))[0]
+      .as<std::int64_t>();
+}
+
+// Makes the database read-only for new sessions and ends its current ones (on), or undoes
+// that (off): a transient fault (SQLSTATE 25006, then lost sessions) that ends when asked.
+inline void set_read_only(const std::string& url, bool on) {
+  const std::string db = database_name(url);
+  admin("ALTER DATABASE " + db +
+        (on ? " SET default_transaction_read_only = on" : " RESET default_transaction_read_only"));
+  admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db +
+        "' AND pid <> pg_backend_pid()");
+}
+
 // An empty database with prefstore's schema: made once by fresh_database() and a Store that
 // migrates it on open, then the template of every ScratchDatabase (a copy costs ~0.15 s, a new
 // database plus migrations ~0.6 s, and a failing property shrinks through hundreds of runs).

@@ -26,8 +26,9 @@ using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 // A value that only goes up (events appended, retries).
 class Counter {
  public:
-  // Requires: amount >= 0.
+  // Adds amount; a negative or zero amount is ignored (a counter never goes down).
   void add(double amount = 1.0) noexcept;
+  // The total so far.
   [[nodiscard]] double value() const noexcept;
 
  private:
@@ -37,8 +38,11 @@ class Counter {
 // A value that goes up and down (connections in use, projection lag).
 class Gauge {
  public:
+  // Replaces the value.
   void set(double value) noexcept;
+  // Adds amount (negative to go down).
   void add(double amount) noexcept;
+  // The current value.
   [[nodiscard]] double value() const noexcept;
 
  private:
@@ -50,11 +54,14 @@ class Histogram {
  public:
   // Requires: bounds strictly increasing; +Inf is implicit.
   explicit Histogram(std::vector<double> bounds);
+  // Counts value in the first bucket whose bound is >= value (+Inf when none) and adds it to
+  // the sum.
   void observe(double value) noexcept;
   // Observations so far, their sum, and the cumulative count per bound (then +Inf).
   [[nodiscard]] std::uint64_t count() const noexcept;
   [[nodiscard]] double sum() const noexcept;
   [[nodiscard]] std::vector<std::uint64_t> cumulative_counts() const;
+  // The upper bounds given at construction (without +Inf).
   [[nodiscard]] const std::vector<double>& bounds() const noexcept { return m_bounds; }
 
  private:
@@ -64,7 +71,7 @@ class Histogram {
 };
 
 // Latency buckets (seconds) for database calls: 0.5 ms to 10 s.
-[[nodiscard]] std::vector<double> latency_buckets();
+[[nodiscard]] const std::vector<double>& latency_buckets();
 
 class MetricsRegistry {
  public:

@@ -31,17 +31,19 @@ struct HealthThresholds {
   bool require_projections = false;
 };
 
+// One asynchronous projection as status() sees it.
 struct ProjectionStatus {
   std::string name;
-  std::string
-      state;  // idle, running, stopped, failed, rebuilding; "never run" without a checkpoint
-  std::int64_t position = 0;
-  std::int64_t lag_events = 0;
-  double lag_seconds = 0;
-  std::optional<std::string> last_error;
-  bool never_run = false;
+  // idle, running, stopped, failed, rebuilding; "never run" without a checkpoint.
+  std::string state;
+  std::int64_t position = 0;              // global position applied up to
+  std::int64_t lag_events = 0;            // events of the log not applied yet
+  double lag_seconds = 0;                 // age of the oldest of them; 0 when caught up
+  std::optional<std::string> last_error;  // while failed: the event and the error
+  bool never_run = false;                 // no checkpoint yet (lag_events is the whole log)
 };
 
+// What status() found, and its verdict.
 struct StoreStatus {
   std::string database;          // connection string, password hidden
   bool local_server = false;     // prefstore's own local server

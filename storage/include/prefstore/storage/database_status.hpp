@@ -12,19 +12,21 @@
 
 namespace prefstore::storage {
 
+// The most recently written snapshot.
 struct NewestSnapshot {
   std::string stream_id;
-  std::int64_t stream_version = 0;
-  Timestamp created_at{};
+  std::int64_t stream_version = 0;  // the version it holds the state of
+  Timestamp created_at{};           // when it was written
 };
 
+// The newest row of prefstore.backup_history with operation 'created'.
 struct NewestBackup {
-  std::string backup_id;
-  std::string file;  // as given to create_backup
-  std::int64_t since_position = 0;
-  std::int64_t until_position = 0;
-  std::int64_t events = 0;
-  Timestamp recorded_at{};
+  std::string backup_id;            // from the backup file's header
+  std::string file;                 // as given to create_backup
+  std::int64_t since_position = 0;  // 0 for a full backup
+  std::int64_t until_position = 0;  // the last position it holds
+  std::int64_t events = 0;          // events written
+  Timestamp recorded_at{};          // when the backup finished
 };
 
 struct DatabaseStatus {
