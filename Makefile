@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps configure build test test-faults demo bench format format-check sanitize clean
+.PHONY: all deps configure build test test-faults demo bench soak format format-check sanitize clean
 
 all: build
 
@@ -34,10 +34,18 @@ test-faults: build
 demo: build
 	@bash scripts/demo.sh $(BUILD_DIR)/cli/prefstore
 
-# Benchmarks against raw baselines measured in the same run; writes docs/performance.md.
-# PREFSTORE_BENCH_EVENTS sets the size of the log (default 1,000,000).
+# Benchmarks against raw baselines measured in the same run (about 10 minutes); prints each
+# scenario's ratio against its target and writes docs/performance.md with its plots.
+# PREFSTORE_BENCH_EVENTS sets the size of the large log (default 1,000,000),
+# PREFSTORE_BENCH_SECONDS the seconds per load point and side (default 3).
 bench: build
 	@bash scripts/bench.sh $(BUILD_DIR)
+
+# Soak test: 10 minutes of steady load (400 sets/s, get_all at 100/s) with the asynchronous
+# projectors running; writes docs/soak.md and its plots (latency, memory and lag over time).
+# PREFSTORE_SOAK_SECONDS sets the length (default 600).
+soak: build
+	@bash scripts/soak.sh $(BUILD_DIR)
 
 # The suite under AddressSanitizer and UndefinedBehaviorSanitizer, in its own build folder.
 sanitize:

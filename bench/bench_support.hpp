@@ -181,4 +181,20 @@ inline std::string results_table(const std::vector<Measure>& measures, const cha
   return table;
 }
 
+// Prints one "ratio:" line per measure after the first (the baseline) on stderr: its rate as a
+// ratio to the baseline's against `target`, and its peak memory against `max_mib`.
+inline void print_ratios(const std::vector<Measure>& measures, double target, double max_mib) {
+  const double baseline_rate = static_cast<double>(measures.at(0).events) / measures[0].seconds;
+  for (std::size_t i = 1; i < measures.size(); ++i) {
+    const auto& m = measures[i];
+    const double ratio = static_cast<double>(m.events) / m.seconds / baseline_rate;
+    const double mib = static_cast<double>(m.peak_kib) / 1024.0;
+    std::fprintf(
+        stderr,
+        "ratio: %-45s %.2f of the ordered scan (target %.2f): %s; peak %.0f MiB (under %.0f): %s\n",
+        m.name.c_str(), ratio, target, ratio >= target ? "met" : "MISSED", mib, max_mib,
+        mib < max_mib ? "met" : "MISSED");
+  }
+}
+
 }  // namespace prefstore::bench

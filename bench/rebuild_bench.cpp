@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
         throw std::runtime_error("rebuild applied " + std::to_string(done.applied));
     }));
 
+    bench::print_ratios(measures, 0.5, 256);
     std::string table = bench::results_table(measures, "scenario");
     char line[512];
     std::snprintf(line, sizeof line,

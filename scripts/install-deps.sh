@@ -9,7 +9,7 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libssl-dev openssl libspdlog-dev libfmt-dev
   postgresql-15 postgresql-client-15 pgbouncer
-  clang-format util-linux procps
+  clang-format util-linux procps gnuplot-nox
 )
 
 missing=()

@@ -307,6 +307,7 @@ Store::Store(StoreOptions options) : m_impl(std::make_unique<Impl>()) {
   // The pool connects lazily, so the migrations below may create the pool's role first.
   m_impl->pool = std::make_unique<storage::ConnectionPool>(options.pool);
   m_impl->log = std::make_unique<storage::EventLog>(*m_impl->pool);
+  m_impl->log->set_announce(options.announce_appends);
   if (!options.inline_projections.empty()) {
     m_impl->log->set_inline_hook(projections::inline_hook(options.inline_projections));
   }
@@ -440,12 +441,9 @@ std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user) 
          m_impl->retrying("get_all", [&] { return m_impl->state->get_all(user); })) {
       out.emplace(key, ResolvedPreference{entry.value, false, entry});
     }
-    const DefinitionCatalog catalog = [&] {
-      m_impl->refresh_if_stale();
-      std::shared_lock lock(m_impl->cache_mutex);
-      return m_impl->cache;
-    }();
-    for (const auto& [key, def] : catalog) {
+    m_impl->refresh_if_stale();
+    std::shared_lock lock(m_impl->cache_mutex);  // read in place: a copy cost more than the query
+    for (const auto& [key, def] : m_impl->cache) {
       if (out.count(key) == 0 && def.definition.default_value) {
         out.emplace(key, ResolvedPreference{*def.definition.default_value, true, std::nullopt});
       }

@@ -1,7 +1,9 @@
 #include "prefstore/projections/rebuild.hpp"
 
+#include <future>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "prefstore/errors.hpp"
 #include "prefstore/projections/projection_name.hpp"
@@ -105,7 +107,19 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
   validate_projection_name(scratch);
   storage::EventLog log(pool);
   RebuildProgress progress;
-  progress.total = storage::log_head(pool).events;
+  // The count scans the log: it runs beside the first batches, and is waited for only where
+  // the total is reported.
+  auto total = std::async(std::launch::async, [&pool] { return storage::log_head(pool).events; });
+  const auto report = [&] {
+    if (total.valid()) {
+      try {
+        progress.total = total.get();
+      } catch (...) {
+        // Only the progress report's total is missing (0): the rebuild itself goes on.
+      }
+    }
+    if (options.progress) options.progress(progress);
+  };
 
   // 1. Shadow tables and the scratch checkpoint: new, or left by an interrupted rebuild.
   {
@@ -134,45 +148,84 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
     progress.position = checkpoint->position;
   }
 
-  // Applies the next batch after the scratch checkpoint to the shadow tables, in uow.
-  // commit_safe: read only below the horizon of running transactions (the usual case); false
-  // when the writers are held off, so that every committed event is read.
-  auto apply_batch = [&](storage::UnitOfWork& uow, storage::Checkpoint& checkpoint,
-                         bool commit_safe) -> std::size_t {
-    std::vector<RecordedEvent> batch;
-    storage::LogPosition last = checkpoint.position;
-    auto collect = [&](const RecordedEvent& e, storage::LogPosition at) {
-      batch.push_back(e);
-      last = at;
+  // The next batch of the log after `from`, one page (one statement: rows and horizon from one
+  // snapshot). commit_safe: read only below the horizon of running transactions (the usual
+  // case); false when the writers are held off, so that every committed event is read.
+  struct Batch {
+    storage::LogPosition from;
+    storage::LogPosition last;
+    std::vector<RecordedEvent> events;
+  };
+  const auto count = static_cast<std::int64_t>(options.batch_size);
+  auto read_batch = [count](storage::EventLog& from_log, storage::LogPosition from,
+                            bool commit_safe) {
+    Batch batch{from, from, {}};
+    batch.events.reserve(static_cast<std::size_t>(count));
+    auto collect = [&batch](const RecordedEvent& e, storage::LogPosition at) {
+      batch.events.push_back(e);
+      batch.last = at;
       return true;
     };
-    const auto count = static_cast<std::int64_t>(options.batch_size);
     if (commit_safe) {
-      (void)log.read_all(checkpoint.position, count, collect);
+      (void)from_log.read_all(from, count, collect, count);
     } else {
-      (void)log.read_committed(checkpoint.position, count, collect);
+      (void)from_log.read_committed(from, count, collect, count);
     }
-    if (batch.empty()) return 0;
-    ProjectionContext ctx(uow, shadow_tables(projection));
-    projection.apply(batch, ctx);
-    checkpoint.position = last;
-    checkpoint.events_processed += static_cast<std::int64_t>(batch.size());
-    storage::save_checkpoint(uow, checkpoint);
-    return batch.size();
+    return batch;
   };
 
-  // 2. Fill the shadow tables batch by batch while writers go on.
+  // Applies a batch read after the scratch checkpoint to the shadow tables, in uow.
+  auto apply_read = [&](storage::UnitOfWork& uow, storage::Checkpoint& checkpoint,
+                        const Batch& batch) -> std::size_t {
+    if (batch.events.empty()) return 0;
+    ProjectionContext ctx(uow, shadow_tables(projection));
+    projection.apply(batch.events, ctx);
+    checkpoint.position = batch.last;
+    checkpoint.events_processed += static_cast<std::int64_t>(batch.events.size());
+    storage::save_checkpoint(uow, checkpoint);
+    return batch.events.size();
+  };
+  auto apply_batch = [&](storage::UnitOfWork& uow, storage::Checkpoint& checkpoint,
+                         bool commit_safe) -> std::size_t {
+    return apply_read(uow, checkpoint, read_batch(log, checkpoint.position, commit_safe));
+  };
+
+  // 2. Fill the shadow tables batch by batch while writers go on. While a batch is applied, the
+  // next one is read (on another connection of the pool, its own statement and snapshot); it is
+  // used only when it starts where the checkpoint is once locked, else read again.
+  storage::EventLog prefetch_log(pool);
+  std::future<Batch> prefetched;
   for (;;) {
+    // Before taking a connection for the transaction: with a pool of one connection, the
+    // read holds it until done.
+    std::optional<Batch> ahead;
+    if (prefetched.valid()) {
+      try {
+        ahead = prefetched.get();
+      } catch (...) {
+        // Read again below, where an error is reported as usual.
+      }
+    }
     storage::UnitOfWork uow(pool);
     auto checkpoint = storage::lock_checkpoint(uow, scratch);
     if (!checkpoint) throw ContentionError("another rebuild of projection " + name + " is running");
-    const std::size_t n = apply_batch(uow, *checkpoint, true);
+    Batch batch = ahead && ahead->from == checkpoint->position
+                      ? std::move(*ahead)
+                      : read_batch(log, checkpoint->position, true);
+    ahead.reset();
+    if (batch.events.size() == options.batch_size) {
+      prefetched =
+          std::async(std::launch::async, read_batch, std::ref(prefetch_log), batch.last, true);
+    }
+    const std::size_t n = apply_read(uow, *checkpoint, batch);
+    batch.events.clear();
     uow.commit();
     progress.applied = checkpoint->events_processed;
     progress.position = checkpoint->position;
-    if (options.progress) options.progress(progress);
+    if (options.progress) report();
     if (n < options.batch_size) break;  // caught up with the commit-safe horizon
   }
+  if (prefetched.valid()) prefetched.wait();
 
   // 3. The swap, in one short transaction. An asynchronous projection: hold its live checkpoint
   // (the runner waits), catch the shadows up, rename, hand the position over. An inline one:
@@ -221,7 +274,7 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
   }
   validate_foreign_keys(pool, projection);
   progress.swapped = true;
-  if (options.progress) options.progress(progress);
+  report();
   return progress;
 }
 

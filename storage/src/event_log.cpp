@@ -32,8 +32,10 @@ namespace {
 // $3 (exact variant only): the expected version.
 // Returns one row per stream that was appended to: stream_id, new version, last position,
 // recorded_at in microseconds since the epoch. No row for a stream whose version check failed.
-// The append is also announced on the channel prefstore_events (one notification per
-// transaction, delivered at commit: identical notifications are merged).
+// When the log announces appends (EventLog::set_announce), the statement also calls
+// pg_notify on the channel prefstore_events (one notification per transaction, delivered at
+// commit: identical notifications are merged). Off by default: a NOTIFY takes a lock that
+// serialises the commits of all notifying transactions (docs/performance.md).
 
 constexpr const char* kInputSql = R"sql(
 WITH input AS (
@@ -125,8 +127,11 @@ last AS (
   SELECT stream_id, max(global_position) AS global_position FROM e GROUP BY stream_id
 )
 SELECT s.stream_id, s.new_version, last.global_position,
-       (extract(epoch FROM s.recorded_at) * 1000000)::bigint,
-       pg_notify('prefstore_events', '')
+       (extract(epoch FROM s.recorded_at) * 1000000)::bigint)sql";
+
+constexpr const char* kAnnounceSql = ",\n       pg_notify('prefstore_events', '')";
+
+constexpr const char* kFromStreamsSql = R"sql(
 FROM s JOIN last ON last.stream_id = s.stream_id
 )sql";
 
@@ -169,32 +174,33 @@ FROM prefstore.events ev
 WHERE d.key = $1 AND ev.stream_id = $4 AND ev.stream_version = $5::bigint
 )sql";
 
-const std::string& append_sql(ExpectedVersion::Kind kind) {
-  static const std::string any = std::string(kInputSql) + kStreamAnySql + kEventsAndProjectionSql;
-  static const std::string none = std::string(kInputSql) + kStreamNoneSql + kEventsAndProjectionSql;
-  static const std::string exact =
-      std::string(kInputSql) + kStreamExactSql + kEventsAndProjectionSql;
+// The append statement for an expected-version kind, with or without the announcement.
+const std::string& append_sql(ExpectedVersion::Kind kind, bool announce) {
+  auto make = [](const char* stream_sql, bool notify) {
+    return std::string(kInputSql) + stream_sql + kEventsAndProjectionSql +
+           (notify ? kAnnounceSql : "") + kFromStreamsSql;
+  };
+  static const std::string sql[3][2] = {
+      {make(kStreamAnySql, false), make(kStreamAnySql, true)},
+      {make(kStreamNoneSql, false), make(kStreamNoneSql, true)},
+      {make(kStreamExactSql, false), make(kStreamExactSql, true)}};
   switch (kind) {
     case ExpectedVersion::Kind::any:
-      return any;
+      return sql[0][announce];
     case ExpectedVersion::Kind::no_stream:
-      return none;
+      return sql[1][announce];
     case ExpectedVersion::Kind::exact:
-      return exact;
+      return sql[2][announce];
   }
-  return any;
+  return sql[0][announce];
 }
 
-const char* append_statement_name(ExpectedVersion::Kind kind) {
-  switch (kind) {
-    case ExpectedVersion::Kind::any:
-      return "prefstore_append_any";
-    case ExpectedVersion::Kind::no_stream:
-      return "prefstore_append_no_stream";
-    case ExpectedVersion::Kind::exact:
-      return "prefstore_append_exact";
-  }
-  return "prefstore_append_any";
+// The prepared statement's name of append_sql(kind, announce).
+std::string append_statement_name(ExpectedVersion::Kind kind, bool announce) {
+  std::string name = "prefstore_append_any";
+  if (kind == ExpectedVersion::Kind::no_stream) name = "prefstore_append_no_stream";
+  if (kind == ExpectedVersion::Kind::exact) name = "prefstore_append_exact";
+  return announce ? name + "_announced" : name;
 }
 
 // --- building the statement's JSON parameters --------------------------------------------------
@@ -421,6 +427,10 @@ void project_definition_events(pqxx::transaction_base& tx, const PooledConnectio
 
 EventLog::EventLog(ConnectionPool& pool) : m_pool(pool) {}
 
+void EventLog::set_announce(bool announce) noexcept {
+  m_announce = announce;
+}
+
 void EventLog::set_inline_hook(InlineHook hook) {
   m_inline = std::move(hook);
 }
@@ -495,8 +505,8 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
                               " event(s) to stream " + std::string(stream_id);
   auto handle = m_pool.acquire();
   pqxx::connection& conn = detail::native(handle);
-  const std::string name = append_statement_name(expected.kind);
-  const std::string& sql = append_sql(expected.kind);
+  const std::string name = append_statement_name(expected.kind, m_announce);
+  const std::string& sql = append_sql(expected.kind, m_announce);
   bool stored_ids_conflict = false;
   try {
     pqxx::result r;
@@ -596,8 +606,8 @@ std::int64_t EventLog::append_bulk(const std::vector<BulkEvent>& events, std::si
   std::set<std::string> seen;
   auto handle = m_pool.acquire();
   pqxx::connection& conn = detail::native(handle);
-  const std::string name = append_statement_name(ExpectedVersion::Kind::any);
-  const std::string& sql = append_sql(ExpectedVersion::Kind::any);
+  const std::string name = append_statement_name(ExpectedVersion::Kind::any, m_announce);
+  const std::string& sql = append_sql(ExpectedVersion::Kind::any, m_announce);
   const std::string context = "bulk-appending " + std::to_string(events.size()) + " events";
   std::int64_t appended = 0;
   try {
@@ -727,6 +737,74 @@ LogPosition EventLog::read_committed(
   return read_log(after, max_count, false, visit, page_size);
 }
 
+namespace {
+
+// Decodes the rows of a log read. Payloads and metadata repeat a lot in a log (the same key set
+// to the same value by many users, the same actor and source), and decoding the JSON is most of
+// a read's client time, so the decoded forms of recent texts are kept and copied. decode and
+// decode_metadata are pure functions of the text (the default upcasters are fixed), so a copy
+// is the same value; a text that fails to decode is not kept, and fails again. Bounded: the
+// memo is dropped when it reaches kMaxEntries or kMaxBytes of texts.
+class LogRowDecoder {
+ public:
+  RecordedEvent decode_row(const pqxx::row& r) {
+    RecordedEvent ev;
+    ev.stream_id = r[0].as<std::string>();
+    ev.stream_version = r[1].as<std::int64_t>();
+    ev.global_position = r[2].as<std::int64_t>();
+    ev.event_id = r[3].as<std::string>();
+    ev.data = payload(r[4].as<std::string>(), r[5].as<int>(), r[6]);
+    ev.metadata = metadata(r[7]);
+    ev.recorded_at = from_unix_micros(r[8].as<std::int64_t>());
+    return ev;
+  }
+
+ private:
+  static constexpr std::size_t kMaxEntries = 4096;
+  static constexpr std::size_t kMaxBytes = std::size_t{4} << 20;
+
+  const EventData& payload(std::string event_type, int schema_version, const pqxx::field& f) {
+    const std::string_view text = text_of(f);
+    m_key.assign(event_type).append(1, '\0').append(std::to_string(schema_version));
+    m_key.append(1, '\0').append(text);
+    if (const auto it = m_payloads.find(m_key); it != m_payloads.end()) return it->second;
+    EventData data = decode(EncodedEvent{std::move(event_type), schema_version, std::string(text)});
+    make_room(m_payloads, m_payload_bytes, m_key.size());
+    return m_payloads.emplace(m_key, std::move(data)).first->second;
+  }
+
+  const Metadata& metadata(const pqxx::field& f) {
+    const std::string_view text = text_of(f);
+    if (const auto it = m_metadata.find(text); it != m_metadata.end()) return it->second;
+    Metadata m = decode_metadata(text);
+    make_room(m_metadata, m_metadata_bytes, text.size());
+    return m_metadata.emplace(std::string(text), std::move(m)).first->second;
+  }
+
+  // The field's text; a null reads as pqxx's conversion of it would fail.
+  static std::string_view text_of(const pqxx::field& f) {
+    if (f.is_null()) (void)f.as<std::string>();  // throws pqxx's conversion error
+    return {f.c_str(), f.size()};
+  }
+
+  template <class Map>
+  static void make_room(Map& map, std::size_t& bytes, std::size_t adding) {
+    if (map.size() >= kMaxEntries || bytes + adding > kMaxBytes) {
+      map.clear();
+      bytes = 0;
+    }
+    bytes += adding;
+  }
+
+  std::string m_key;
+  std::map<std::string, EventData, std::less<>> m_payloads;
+  std::size_t m_payload_bytes = 0;
+  std::map<std::string, Metadata, std::less<>> m_metadata;
+  std::size_t m_metadata_bytes = 0;
+};
+
+}  // namespace
+
 LogPosition EventLog::read_log(LogPosition after, std::int64_t max_count, bool commit_safe,
                                const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
                                std::int64_t page_size) {
@@ -747,6 +825,7 @@ LogPosition EventLog::read_log(LogPosition after, std::int64_t max_count, bool c
       "ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
   LogPosition position = after;
   std::int64_t read = 0;
+  LogRowDecoder decoder;
   auto handle = m_pool.acquire();
   try {
     while (read < max_count) {
@@ -760,7 +839,7 @@ LogPosition EventLog::read_log(LogPosition after, std::int64_t max_count, bool c
             position.global_position, limit);
       }
       for (const auto& row : page) {
-        const RecordedEvent ev = detail::decode_event_row(row);
+        const RecordedEvent ev = decoder.decode_row(row);
         const LogPosition here{row[9].as<std::uint64_t>(), ev.global_position};
         ++read;
         if (!visit(ev, here)) return here;

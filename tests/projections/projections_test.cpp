@@ -355,6 +355,7 @@ TEST_F(ProjectionsTest, KilledRebuildResumesWhereItStopped) {
 }
 
 TEST_F(ProjectionsTest, NotifyWakesTheRunnerLongBeforeItsPollInterval) {
+  m_log->set_announce(true);
   RunnerOptions options;
   options.poll_interval = std::chrono::seconds(30);
   ProjectionRunner runner(*m_pool, {std::make_shared<TallyProjection>()}, options);
@@ -373,6 +374,34 @@ TEST_F(ProjectionsTest, NotifyWakesTheRunnerLongBeforeItsPollInterval) {
   set("user-ada", "calendar.timezone", std::string("UTC"));
   projector.join();
   EXPECT_EQ(sql("SELECT count(*) FROM prefstore.test_event_tally") >= "1", true);
+  EXPECT_LT(waited, std::chrono::seconds(5));
+}
+
+// Appends are not announced by default (a NOTIFY serialises commits): the runner finds them at
+// its next poll, and no sooner than the poll after the append.
+TEST_F(ProjectionsTest, UnannouncedAppendsAreFoundByThePoll) {
+  RunnerOptions options;
+  options.poll_interval = std::chrono::milliseconds(1500);
+  ProjectionRunner runner(*m_pool, {std::make_shared<TallyProjection>()}, options);
+  std::stop_source stop;
+  std::thread projector([&] { runner.run(stop.get_token()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the runner is now waiting
+  const auto started = std::chrono::steady_clock::now();
+  set("user-ada", "calendar.timezone", std::string("Europe/London"));
+  std::string seen_at_300ms;
+  while (sql("SELECT count(*) FROM prefstore.test_event_tally") != "1" &&
+         std::chrono::steady_clock::now() - started < std::chrono::seconds(10)) {
+    if (seen_at_300ms.empty() &&
+        std::chrono::steady_clock::now() - started > std::chrono::milliseconds(300)) {
+      seen_at_300ms = sql("SELECT count(*) FROM prefstore.test_event_tally");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const auto waited = std::chrono::steady_clock::now() - started;
+  stop.request_stop();
+  projector.join();
+  EXPECT_EQ(seen_at_300ms, "0");  // no NOTIFY woke it: it was still waiting out its poll
+  EXPECT_EQ(sql("SELECT count(*) FROM prefstore.test_event_tally"), "1");
   EXPECT_LT(waited, std::chrono::seconds(5));
 }
 

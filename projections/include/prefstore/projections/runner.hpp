@@ -31,7 +31,9 @@ struct RunnerOptions {
   // Events per transaction. Larger batches amortise round trips; smaller ones hold locks for a
   // shorter time and redo less after a failure. Default 500.
   std::size_t batch_size = 500;
-  // How long run() waits for a NOTIFY before looking for new events anyway. Default 500 ms.
+  // How long run() waits for a NOTIFY before looking for new events anyway: the projection
+  // lag when writers do not announce their appends (StoreOptions::announce_appends, off by
+  // default). Default 500 ms.
   std::chrono::milliseconds poll_interval{500};
   // How long a failed projection rests before it is tried again. Default 5 s.
   std::chrono::milliseconds retry_failed_after{5000};

@@ -81,6 +81,15 @@ class EventLog {
   // is shared between threads.
   void set_inline_hook(InlineHook hook);
 
+  // Whether later appends (single and bulk) announce themselves with a NOTIFY on the channel
+  // prefstore_events (kEventsChannel), which wakes listening projection runners at once.
+  // Default false: runners then find new events by polling (RunnerOptions::poll_interval).
+  // The NOTIFY costs throughput under concurrent writers: PostgreSQL serialises the commits of
+  // notifying transactions (a lock held from pre-commit to the end of the commit, WAL flush
+  // included); measured in docs/performance.md. Requires: called before the log is shared
+  // between threads.
+  void set_announce(bool announce) noexcept;
+
   // Appends events to one stream, checks the expected version under the stream's row lock,
   // records them with the database clock (never decreasing within the stream), and updates
   // preferences_current (PreferenceSet / PreferenceReset) or preference_definitions
@@ -146,6 +155,7 @@ class EventLog {
 
   ConnectionPool& m_pool;
   InlineHook m_inline;
+  bool m_announce = false;
 };
 
 }  // namespace prefstore::storage
