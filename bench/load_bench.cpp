@@ -22,6 +22,7 @@
 #include <atomic>
 #include <barrier>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -363,9 +364,14 @@ int main(int argc, char** argv) {
     std::vector<Pair> pairs;
     std::map<int, std::map<std::string, double>> by_threads;
     std::atomic<std::int64_t> round_counter{0};
+    // PREFSTORE_BENCH_ONLY=set|batch|import|get_all runs one group (for profiling).
+    const char* only_env = std::getenv("PREFSTORE_BENCH_ONLY");
+    const std::string only = only_env != nullptr ? only_env : "";
+    auto wanted = [&only](const char* group) { return only.empty() || only == group; };
 
     // Single-event set, against one raw INSERT per transaction.
     for (const int threads : thread_counts) {
+      if (!wanted("set")) break;
       auto raw = [&] {
         const std::int64_t round = round_counter++;
         return drive(threads, seconds, 1, [&, round](int t) -> std::function<void(std::int64_t)> {
@@ -409,7 +415,7 @@ int main(int argc, char** argv) {
     }
 
     // Batched appends: 100 events to one user per call, against multi-row INSERT and COPY.
-    {
+    if (wanted("batch")) {
       constexpr int kBatch = 100;
       auto raw_batch = [&](bool copy) {
         const std::int64_t round = round_counter++;
@@ -463,7 +469,7 @@ int main(int argc, char** argv) {
     }
 
     // Bulk import: 5,000 events of many users per statement, against COPY of 5,000 rows.
-    {
+    if (wanted("import")) {
       constexpr int kChunk = 5000;
       auto raw_import = [&] {
         const std::int64_t round = round_counter++;
@@ -509,7 +515,7 @@ int main(int argc, char** argv) {
     }
 
     // get_all of a user with 20 preferences, against the raw SELECT of the same rows.
-    {
+    if (wanted("get_all")) {
       constexpr int kUsers = 200;
       for (int u = 0; u < kUsers; ++u) {
         std::vector<std::pair<std::string, Value>> values;
@@ -586,7 +592,7 @@ int main(int argc, char** argv) {
     }
     std::cout << table;
     if (!results.empty()) std::ofstream(results) << table;
-    if (!threads_tsv.empty()) {
+    if (!threads_tsv.empty() && only.empty()) {
       std::ofstream tsv(threads_tsv);
       tsv << "# threads\traw_insert\tset\traw_select\tget_all\n";
       for (const auto& [threads, rates] : by_threads) {

@@ -454,7 +454,9 @@ int run(const Settings& s, storage::LocalServer& server) {
             "the call as the client sees it; lag is the log's last position minus the "
             "slowest projection's checkpoint, read through `Store::status()` at the end of "
             "each interval; RSS is the whole client process (VmRSS: store, projector, "
-            "threads).\n\n",
+            "threads). The writers do not announce their appends (the default, "
+            "`StoreOptions::announce_appends`), so the runner finds them at its poll every "
+            "500 ms: a lag of up to half a second of writes is that poll.\n\n",
             s.seconds, s.interval, s.writers, s.rate, kUsers, kReadsPerSecond,
             static_cast<long long>(kSnapshotEvery));
   md << "| elapsed (s) | sets/s | set p50 (ms) | set p99 (ms) | set max (ms) | get_all p50 (ms) | "

@@ -337,5 +337,31 @@ TEST(Definition, RefusesADefaultListItemThatIsNotAllowed) {
   EXPECT_TRUE(contains(definition_refusal(d), "the default [\"fax\"] breaks the constraints"));
 }
 
+// Compiled patterns are cached per thread (performance issue): the cache is keyed by the
+// pattern's text, so a key redefined with another pattern is checked against the new one, and
+// an invalid pattern is refused every time, never cached.
+TEST(Definition, ThePatternCacheFollowsARedefinedPattern) {
+  PreferenceDefinition d;
+  d.key = "calendar.working_hours.start";
+  d.type = ValueType::string;
+  d.constraints.pattern = "([01][0-9]|2[0-3]):[0-5][0-9]";
+  for (int i = 0; i < 3; ++i) EXPECT_NO_THROW(validate_value(d, std::string("09:30")));
+  EXPECT_THROW(validate_value(d, std::string("9.30")), ValidationError);
+  d.constraints.pattern = "[0-9]{1,2}[.][0-9]{2}";
+  EXPECT_NO_THROW(validate_value(d, std::string("9.30")));
+  EXPECT_THROW(validate_value(d, std::string("09:30")), ValidationError);
+  d.constraints.pattern = "([0-9]";
+  for (int i = 0; i < 2; ++i) {
+    try {
+      validate_value(d, std::string("09:30"));
+      ADD_FAILURE() << "an invalid pattern was accepted";
+    } catch (const ValidationError& e) {
+      EXPECT_NE(std::string(e.what()).find("is not a valid ECMAScript regular expression"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace prefstore

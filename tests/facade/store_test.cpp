@@ -12,6 +12,7 @@
 #include "prefstore/errors.hpp"
 #include "prefstore/preference_key.hpp"
 #include "prefstore/projections/value_counts.hpp"
+#include "prefstore/storage/notification_listener.hpp"
 #include "test_cluster.hpp"
 
 namespace prefstore {
@@ -377,6 +378,24 @@ TEST_F(StoreTest, OneStoreServesManyThreads) {
   std::int64_t total = 0;
   for (int u = 0; u < 4; ++u) total += m_store->version("user-" + std::to_string(u));
   EXPECT_EQ(total, 16 * 25);
+}
+
+// Writes are announced with a NOTIFY only when StoreOptions::announce_appends is set: a NOTIFY
+// serialises the commits of all notifying writers (docs/performance-findings.md).
+TEST_F(StoreTest, WritesAreAnnouncedOnlyWhenAskedTo) {
+  define_calendar();
+  storage::NotificationListener listener(m_url, storage::kEventsChannel);
+  EXPECT_FALSE(listener.wait(std::chrono::milliseconds(300)));  // the definitions were quiet
+  ASSERT_TRUE(listener.connected());
+  (void)m_store->set("ada", "calendar.timezone", std::string("Europe/London"), m_web);
+  EXPECT_FALSE(listener.wait(std::chrono::milliseconds(500)));
+  StoreOptions o;
+  o.database_url = m_url;
+  o.announce_appends = true;
+  Store announcing(o);
+  (void)announcing.set("ada", "calendar.timezone", std::string("Europe/Berlin"), m_web);
+  EXPECT_TRUE(listener.wait(std::chrono::seconds(5)));
+  EXPECT_EQ(m_store->get("ada", "calendar.timezone"), Value(std::string("Europe/Berlin")));
 }
 
 }  // namespace
