@@ -1,6 +1,7 @@
 #include "prefstore/projections/rebuild.hpp"
 
 #include <future>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -101,6 +102,13 @@ void validate_foreign_keys(storage::ConnectionPool& pool, const Projection& proj
 RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& projection,
                                    const RebuildOptions& options) {
   if (options.batch_size == 0) throw UsageError("RebuildOptions::batch_size must be at least 1");
+  if (pool.options().max_size < 2) {
+    throw UsageError(
+        "rebuilding a projection needs a pool of at least 2 connections (one holds the "
+        "transaction that writes the shadow tables, one reads the log); PoolOptions::max_size "
+        "is " +
+        std::to_string(pool.options().max_size));
+  }
   const std::string name = projection.name();
   validate_projection_name(name);
   const std::string scratch = name + kShadowSuffix;
@@ -195,17 +203,75 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
   // used only when it starts where the checkpoint is once locked, else read again.
   storage::EventLog prefetch_log(pool);
   std::future<Batch> prefetched;
-  for (;;) {
-    // Before taking a connection for the transaction: with a pool of one connection, the
-    // read holds it until done.
-    std::optional<Batch> ahead;
+  const auto take_prefetched = [&prefetched]() -> std::optional<Batch> {
     if (prefetched.valid()) {
       try {
-        ahead = prefetched.get();
+        return prefetched.get();
       } catch (...) {
-        // Read again below, where an error is reported as usual.
+        // Read again by the caller, where an error is reported as usual.
       }
     }
+    return std::nullopt;
+  };
+
+  // 2a. From empty shadow tables, a projection with an in-memory fold: read into the fold in one
+  // transaction holding the scratch checkpoint, then flush it and advance the checkpoint in that
+  // same transaction (until then nothing is committed: an interruption starts this over).
+  bool caught_up = false;
+  std::unique_ptr<RebuildFold> fold;
+  if (!progress.resumed && options.fold_max_entries > 0) {
+    fold = projection.rebuild_fold(options.fold_max_entries);
+  }
+  if (fold) {
+    storage::UnitOfWork uow(pool);
+    auto checkpoint = storage::lock_checkpoint(uow, scratch);
+    if (!checkpoint) throw ContentionError("another rebuild of projection " + name + " is running");
+    // The transaction waits, idle, while the fold reads the log on another connection: the
+    // pool's idle_in_transaction_session_timeout (a minute by default) must not end it.
+    (void)uow.exec("SET LOCAL idle_in_transaction_session_timeout = 0");
+    const std::int64_t committed = checkpoint->events_processed;
+    std::optional<Batch> ahead;
+    for (;;) {
+      Batch batch = ahead && ahead->from == checkpoint->position
+                        ? std::move(*ahead)
+                        : read_batch(log, checkpoint->position, true);
+      ahead.reset();
+      const std::size_t n = batch.events.size();
+      if (n == options.batch_size) {
+        prefetched =
+            std::async(std::launch::async, read_batch, std::ref(prefetch_log), batch.last, true);
+      }
+      if (n > 0) {
+        fold->add(batch.events);
+        checkpoint->position = batch.last;
+        checkpoint->events_processed += static_cast<std::int64_t>(n);
+      }
+      batch.events.clear();
+      progress.applied = checkpoint->events_processed;
+      progress.folded = checkpoint->events_processed - committed;
+      progress.position = checkpoint->position;
+      if (options.progress) report();
+      if (n < options.batch_size) {
+        caught_up = true;  // with the commit-safe horizon
+        break;
+      }
+      if (fold->full()) break;  // the rest goes through apply, below
+      ahead = take_prefetched();
+    }
+    ProjectionContext ctx(uow, shadow_tables(projection));
+    fold->flush(ctx);
+    fold.reset();
+    storage::save_checkpoint(uow, *checkpoint);
+    uow.commit();
+    progress.folded = 0;
+    if (options.progress) report();
+  }
+
+  // 2b. Batch by batch.
+  while (!caught_up) {
+    // Before taking a connection for the transaction: with a pool of one connection, the
+    // read holds it until done.
+    std::optional<Batch> ahead = take_prefetched();
     storage::UnitOfWork uow(pool);
     auto checkpoint = storage::lock_checkpoint(uow, scratch);
     if (!checkpoint) throw ContentionError("another rebuild of projection " + name + " is running");
@@ -223,7 +289,7 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
     progress.applied = checkpoint->events_processed;
     progress.position = checkpoint->position;
     if (options.progress) report();
-    if (n < options.batch_size) break;  // caught up with the commit-safe horizon
+    caught_up = n < options.batch_size;  // with the commit-safe horizon
   }
   if (prefetched.valid()) prefetched.wait();
 

@@ -1,8 +1,13 @@
 #include "prefstore/projections/value_counts.hpp"
 
+#include <array>
+#include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "prefstore/value.hpp"
 
@@ -124,6 +129,153 @@ void ValueCountsProjection::apply(const std::vector<RecordedEvent>& batch, Proje
     }
   }
   apply_changes(last, ctx);
+}
+
+namespace {
+
+// Holders written per INSERT statement by the fold's flush.
+constexpr std::size_t kFlushRows = 10000;
+
+// The flushed holders, as four parallel text arrays: stream ids, keys, types, JSON values.
+constexpr const char* kInsertHoldersSql = R"sql(
+INSERT INTO {preference_value_holders} (stream_id, key, value_type, value)
+SELECT s, k, t, v::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(s, k, t, v)
+)sql";
+
+// The counts of the flushed holders (the tables were empty before the flush).
+constexpr const char* kCountHoldersSql = R"sql(
+INSERT INTO {preference_value_counts} (key, value_type, value, users)
+SELECT key, value_type, value, count(*) FROM {preference_value_holders}
+GROUP BY key, value_type, value
+)sql";
+
+// Appends s to a PostgreSQL array literal as a quoted element.
+void append_array_element(std::string& array, std::string_view s) {
+  array += array.size() > 1 ? ",\"" : "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') array += '\\';
+    array += c;
+  }
+  array += '"';
+}
+
+class ValueCountsFold final : public RebuildFold {
+ public:
+  explicit ValueCountsFold(std::size_t max_entries) : m_max_entries(max_entries) {}
+
+  void add(const std::vector<RecordedEvent>& batch) override {
+    for (const auto& event : batch) {
+      if (const auto* erased = std::get_if<StreamErased>(&event.data)) {
+        if (const auto it = m_holders.find(erased->stream_id); it != m_holders.end()) {
+          m_holder_count -= it->second.size();
+          m_holders.erase(it);
+        }
+        continue;
+      }
+      if (!event.stream_id.empty() && event.stream_id[0] == '$') continue;  // as apply
+      const auto changes = preference_changes(event.data);
+      if (changes.empty()) continue;
+      auto& held = m_holders[event.stream_id];
+      for (const PreferenceChange& change : changes) {
+        const std::uint32_t key = intern_key(change.key);
+        auto it = held.begin();
+        while (it != held.end() && it->key != key) ++it;
+        if (change.value == nullptr) {
+          if (it != held.end()) {
+            *it = held.back();
+            held.pop_back();
+            --m_holder_count;
+          }
+        } else if (it != held.end()) {
+          it->value = intern_value(*change.value);
+        } else {
+          held.push_back({key, intern_value(*change.value)});
+          ++m_holder_count;
+        }
+      }
+    }
+  }
+
+  [[nodiscard]] bool full() const override {
+    return m_holders.size() + m_holder_count + m_values.size() >= m_max_entries;
+  }
+
+  void flush(ProjectionContext& ctx) override {
+    // Stream ids, keys, types and JSON values, as array literals.
+    std::array<std::string, 4> columns;
+    std::size_t rows = 0;
+    const auto start = [&] {
+      for (auto& c : columns) {
+        c.clear();
+        c.push_back('{');
+      }
+      rows = 0;
+    };
+    const auto write = [&] {
+      if (rows == 0) return;
+      for (auto& c : columns) c.push_back('}');
+      (void)ctx.exec(kInsertHoldersSql, {columns[0], columns[1], columns[2], columns[3]});
+      start();
+    };
+    start();
+    for (const auto& [stream, held] : m_holders) {
+      for (const Holder& h : held) {
+        const auto& [type, json] = m_values[h.value];
+        append_array_element(columns[0], stream);
+        append_array_element(columns[1], m_keys[h.key]);
+        append_array_element(columns[2], type);
+        append_array_element(columns[3], json);
+        if (++rows == kFlushRows) write();
+      }
+    }
+    write();
+    (void)ctx.exec(kCountHoldersSql);
+    m_holders.clear();
+    m_holder_count = 0;
+  }
+
+ private:
+  struct Holder {
+    std::uint32_t key;    // index into m_keys
+    std::uint32_t value;  // index into m_values
+  };
+
+  std::uint32_t intern_key(std::string_view key) {
+    auto [it, added] = m_key_ids.try_emplace(std::string(key), 0);
+    if (added) {
+      it->second = static_cast<std::uint32_t>(m_keys.size());
+      m_keys.push_back(it->first);
+    }
+    return it->second;
+  }
+
+  std::uint32_t intern_value(const Value& value) {
+    std::string type = to_string(type_of(value));
+    std::string json = to_json(value);
+    std::string id = type + '\n' + json;
+    auto [it, added] = m_value_ids.try_emplace(std::move(id), 0);
+    if (added) {
+      it->second = static_cast<std::uint32_t>(m_values.size());
+      m_values.emplace_back(std::move(type), std::move(json));
+    }
+    return it->second;
+  }
+
+  std::size_t m_max_entries;
+  // Entries, for full(): users, holders and distinct values. Each user's holders: (key, value)
+  // pairs, one per key; users keep a handful of keys.
+  std::unordered_map<std::string, std::vector<Holder>> m_holders;
+  std::size_t m_holder_count = 0;
+  std::unordered_map<std::string, std::uint32_t> m_key_ids;
+  std::vector<std::string> m_keys;
+  std::unordered_map<std::string, std::uint32_t> m_value_ids;  // "type\njson" -> index
+  std::vector<std::pair<std::string, std::string>> m_values;   // (type, json)
+};
+
+}  // namespace
+
+std::unique_ptr<RebuildFold> ValueCountsProjection::rebuild_fold(std::size_t max_entries) const {
+  return std::make_unique<ValueCountsFold>(max_entries);
 }
 
 }  // namespace prefstore::projections

@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <pqxx/pqxx>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "prefstore/errors.hpp"
@@ -18,6 +20,7 @@
 #include "prefstore/projections/value_counts.hpp"
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/current_state.hpp"
+#include "prefstore/storage/erasure.hpp"
 #include "prefstore/storage/migrations.hpp"
 #include "prefstore/storage/notification_listener.hpp"
 #include "property.hpp"
@@ -103,6 +106,15 @@ class ProjectionsTest : public ::testing::Test {
             sql("SELECT coalesce(string_agg(key || '=' || value || ':' || n, ', ' "
                 "ORDER BY key, value), '') FROM (SELECT key, value::text AS value, count(*) AS n "
                 "FROM prefstore.preferences_current GROUP BY key, value::text) AS c")};
+  }
+  // Both tables of the value counts, rows sorted, as one text each (holders, counts).
+  std::pair<std::string, std::string> value_count_tables() {
+    return {sql("SELECT coalesce(string_agg(stream_id || '/' || key || '=' || value_type || ':' || "
+                "value::text, ', ' ORDER BY stream_id, key), '') "
+                "FROM prefstore.preference_value_holders"),
+            sql("SELECT coalesce(string_agg(key || '=' || value_type || ':' || value::text || ':' "
+                "|| users, ', ' ORDER BY key, value_type, value::text), '') "
+                "FROM prefstore.preference_value_counts")};
   }
   storage::Checkpoint checkpoint(const std::string& name) {
     for (const auto& s : storage::checkpoint_status(*m_pool)) {
@@ -337,6 +349,7 @@ TEST_F(ProjectionsTest, KilledRebuildResumesWhereItStopped) {
   ValueCountsProjection projection;
   RebuildOptions interrupted;
   interrupted.batch_size = 30;
+  interrupted.fold_max_entries = 0;  // batch by batch: a checkpoint per batch
   int batches = 0;
   interrupted.progress = [&batches](const RebuildProgress&) {
     if (++batches == 3) throw std::runtime_error("killed");
@@ -345,6 +358,143 @@ TEST_F(ProjectionsTest, KilledRebuildResumesWhereItStopped) {
   EXPECT_EQ(sql("SELECT events_processed FROM prefstore.projection_checkpoints WHERE "
                 "projection_name = 'preference_value_counts__rebuild'"),
             "90");
+  RebuildOptions again;
+  again.batch_size = 30;
+  const auto result = rebuild_projection(*m_pool, projection, again);
+  EXPECT_TRUE(result.resumed);
+  EXPECT_EQ(result.applied, 200);
+  const auto [async_counts, inline_counts] = counts();
+  EXPECT_EQ(async_counts, inline_counts);
+}
+
+// The in-memory fold of a rebuild (Projection::rebuild_fold): folded whole, or flushed when its
+// cap is reached and the rest applied batch by batch, or not used (cap 0). Oracle: the tables the
+// incremental projection (the runner, batch by batch) writes over the same log, which includes
+// erasures (one of a user who comes back afterwards), and the inline state.
+TEST_F(ProjectionsTest, RebuildWithInMemoryFoldEqualsIncrementalTablesWithErasures) {
+  random_log(300, 17);
+  (void)storage::erase_stream(*m_pool, "user-3", "test erasure");
+  random_log(200, 18);  // user-3 comes back
+  (void)storage::erase_stream(*m_pool, "user-5", "test erasure");
+  set("user-9", "calendar.timezone", std::string("Europe/Paris"));
+  set("user-9", "notifications.channels", StringList{"email", "sms \"quoted\" \\ {x}"});
+  set("user-\"odd,{name}\"", "calendar.timezone", std::string("Europe/Paris"));
+  reset("user-9", "calendar.timezone");
+  ProjectionRunner runner(*m_pool, {std::make_shared<ValueCountsProjection>()},
+                          {13, {}, {}, false});
+  (void)runner.catch_up();
+  const auto incremental = value_count_tables();
+  EXPECT_NE(incremental.first.find("user-3"), std::string::npos);
+  EXPECT_EQ(incremental.first.find("user-5/"), std::string::npos);
+  const std::string total = sql("SELECT count(*) FROM prefstore.events");
+
+  struct Case {
+    std::size_t fold_max_entries;
+    bool flushes_early;  // the cap is reached before the end of the log
+  };
+  for (const Case c : {Case{1000000, false}, Case{5, true}, Case{30, true}, Case{0, false}}) {
+    ValueCountsProjection projection;
+    RebuildOptions options;
+    options.batch_size = 25;
+    options.fold_max_entries = c.fold_max_entries;
+    std::int64_t most_folded = 0, applied_after_flush = -1;
+    options.progress = [&](const RebuildProgress& p) {
+      most_folded = std::max(most_folded, p.folded);
+      if (most_folded > 0 && p.folded == 0 && applied_after_flush < 0) {
+        applied_after_flush = p.applied;
+      }
+    };
+    const auto result = rebuild_projection(*m_pool, projection, options);
+    EXPECT_TRUE(result.swapped);
+    EXPECT_EQ(std::to_string(result.applied), total);
+    EXPECT_EQ(value_count_tables(), incremental) << "cap " << c.fold_max_entries;
+    const auto [async_counts, inline_counts] = counts();
+    EXPECT_EQ(async_counts, inline_counts) << "cap " << c.fold_max_entries;
+    if (c.fold_max_entries == 0) {
+      EXPECT_EQ(most_folded, 0);
+    } else if (c.flushes_early) {
+      EXPECT_GT(most_folded, 0);
+      EXPECT_LT(most_folded, result.applied) << "cap " << c.fold_max_entries;
+      EXPECT_LT(applied_after_flush, result.applied) << "cap " << c.fold_max_entries;
+    } else {
+      EXPECT_EQ(std::to_string(most_folded), total);  // folded whole
+    }
+  }
+}
+
+// A rebuild killed while it folds in memory has committed nothing of the fold: started again,
+// it starts over from the start of the log (not a resume) and ends equal to the inline state.
+TEST_F(ProjectionsTest, RebuildKilledDuringTheInMemoryFoldStartsOver) {
+  random_log(200, 23);
+  ValueCountsProjection projection;
+  RebuildOptions interrupted;
+  interrupted.batch_size = 30;
+  int batches = 0;
+  interrupted.progress = [&batches](const RebuildProgress&) {
+    if (++batches == 3) throw std::runtime_error("killed");
+  };
+  EXPECT_THROW((void)rebuild_projection(*m_pool, projection, interrupted), std::runtime_error);
+  EXPECT_EQ(sql("SELECT events_processed FROM prefstore.projection_checkpoints WHERE "
+                "projection_name = 'preference_value_counts__rebuild'"),
+            "0");
+  EXPECT_EQ(sql("SELECT count(*) FROM prefstore.preference_value_holders__rebuild"), "0");
+  RebuildOptions again;
+  again.batch_size = 30;
+  const auto result = rebuild_projection(*m_pool, projection, again);
+  EXPECT_FALSE(result.resumed);
+  EXPECT_EQ(result.applied, 200);
+  const auto [async_counts, inline_counts] = counts();
+  EXPECT_EQ(async_counts, inline_counts);
+}
+
+// The fold's transaction waits idle while the log is read on another connection: a pool whose
+// idle_in_transaction_session_timeout is shorter than the fold must not end it (the session
+// would be terminated and the rebuild fail). A pool of one connection, which could only wait for
+// a second one, is refused at once.
+TEST_F(ProjectionsTest, TheInMemoryFoldOutlivesTheIdleInTransactionTimeout) {
+  random_log(120, 31);
+  storage::PoolOptions o;
+  o.conninfo = m_url;
+  o.max_size = 4;
+  o.idle_in_transaction_timeout = std::chrono::milliseconds(200);
+  storage::ConnectionPool pool(o);
+  ValueCountsProjection projection;
+  RebuildOptions options;
+  options.batch_size = 40;
+  std::int64_t most_folded = 0;
+  options.progress = [&most_folded](const RebuildProgress& p) {
+    most_folded = std::max(most_folded, p.folded);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the fold's transaction idles
+  };
+  const auto result = rebuild_projection(pool, projection, options);
+  EXPECT_EQ(result.applied, 120);
+  EXPECT_EQ(most_folded, 120);  // the fold ran, and held every event until its flush
+  const auto [async_counts, inline_counts] = counts();
+  EXPECT_EQ(async_counts, inline_counts);
+
+  storage::PoolOptions one = o;
+  one.max_size = 1;
+  storage::ConnectionPool single(one);
+  EXPECT_THROW((void)rebuild_projection(single, projection), UsageError);
+}
+
+// Killed after a full fold was flushed: the flush and its checkpoint were committed together,
+// and the rebuild resumes from there batch by batch.
+TEST_F(ProjectionsTest, RebuildKilledAfterAFullFoldWasFlushedResumesFromIt) {
+  random_log(200, 29);
+  ValueCountsProjection projection;
+  RebuildOptions interrupted;
+  interrupted.batch_size = 30;
+  interrupted.fold_max_entries = 4;  // full after the first batch
+  int reports = 0;
+  interrupted.progress = [&reports](const RebuildProgress& p) {
+    // Report 1: the batch folded; 2: the flush; 3: the first batch applied.
+    if (++reports == 3) throw std::runtime_error("killed at " + std::to_string(p.applied));
+  };
+  EXPECT_THROW((void)rebuild_projection(*m_pool, projection, interrupted), std::runtime_error);
+  EXPECT_EQ(sql("SELECT events_processed FROM prefstore.projection_checkpoints WHERE "
+                "projection_name = 'preference_value_counts__rebuild'"),
+            "60");
   RebuildOptions again;
   again.batch_size = 30;
   const auto result = rebuild_projection(*m_pool, projection, again);
@@ -431,11 +581,17 @@ TEST_F(ProjectionsTest, PropertyAsyncCountsEqualInlineStateForRandomLogs) {
         sql("DELETE FROM prefstore.projection_checkpoints");
         const auto users = *rc::gen::inRange(1, 5);
         const auto ops = *rc::gen::container<std::vector<std::tuple<int, int, int>>>(rc::gen::tuple(
-            rc::gen::inRange(0, users), rc::gen::inRange(0, 3), rc::gen::inRange(0, 4)));
+            rc::gen::inRange(0, users), rc::gen::inRange(0, 3), rc::gen::inRange(0, 5)));
         const std::vector<std::string> keys = {"calendar.timezone", "calendar.week_start",
                                                "notifications.channels"};
+        std::set<std::string> streams;
         for (const auto& [user, key, value] : ops) {
           const std::string who = "prop-user-" + std::to_string(user);
+          if (value == 4) {  // erasure of the user, when they have a stream
+            if (streams.erase(who) > 0) (void)storage::erase_stream(*m_pool, who, "property");
+            continue;
+          }
+          streams.insert(who);
           if (value == 3) {
             reset(who, keys[static_cast<std::size_t>(key)]);
           } else if (key == 2) {
@@ -450,6 +606,14 @@ TEST_F(ProjectionsTest, PropertyAsyncCountsEqualInlineStateForRandomLogs) {
         (void)runner.catch_up();
         const auto [async_counts, inline_counts] = counts();
         RC_ASSERT(async_counts == inline_counts);
+        // A rebuild, with the fold whole, flushed at a small cap, or none, gives the same tables.
+        const auto incremental = value_count_tables();
+        ValueCountsProjection projection;
+        RebuildOptions rebuild;
+        rebuild.batch_size = static_cast<std::size_t>(*rc::gen::inRange(1, 20));
+        rebuild.fold_max_entries = static_cast<std::size_t>(*rc::gen::element(0, 1, 3, 8, 1000000));
+        (void)rebuild_projection(*m_pool, projection, rebuild);
+        RC_ASSERT(value_count_tables() == incremental);
       },
       25, 40);
 }

@@ -7,7 +7,9 @@
 // order give the same tables. Thread-safety: a Projection is called from one thread at a time.
 #pragma once
 
+#include <cstddef>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +42,31 @@ class ProjectionContext {
   std::map<std::string, std::string, std::less<>> m_tables;
 };
 
+// A projection's fold of a rebuild's first events in client memory (see
+// Projection::rebuild_fold): the rebuild reads the log from its start into the fold, then the fold
+// writes the result into the still empty shadow tables in bulk, instead of one transaction of
+// table writes per batch. Thread-safety: called from one thread at a time.
+class RebuildFold {
+ public:
+  virtual ~RebuildFold() = default;
+
+  // Folds a batch of events, in commit-safe log order, continuing the batches added before (the
+  // first starts at the beginning of the log). Honours every event as Projection::apply does.
+  // Requires: flush has not run. Throws the projection's own error on an event it cannot fold;
+  // the fold is then unusable (the rebuild stops, nothing of the fold is written).
+  virtual void add(const std::vector<RecordedEvent>& batch) = 0;
+
+  // True once the fold holds as many entries as its cap allows: the rebuild then adds no more,
+  // flushes it, and applies the rest of the log with Projection::apply.
+  [[nodiscard]] virtual bool full() const = 0;
+
+  // Writes what was folded into the projection's tables through ctx: afterwards they hold what
+  // Projection::apply of the same events would have left in empty tables. Requires: the tables
+  // are empty; called once, after the last add. Throws what ctx.exec throws (the caller's
+  // transaction is then unusable and rolls back).
+  virtual void flush(ProjectionContext& ctx) = 0;
+};
+
 class Projection {
  public:
   virtual ~Projection() = default;
@@ -61,6 +88,15 @@ class Projection {
   // user's events are gone from the log by then, so a rebuild never sees them). Throwing rolls the
   // whole batch back; the runner then finds the failing event and stops there.
   virtual void apply(const std::vector<RecordedEvent>& batch, ProjectionContext& ctx) = 0;
+
+  // For rebuild_projection: a new, empty fold in client memory that holds at most about
+  // max_entries entries (what an entry is, and its size, is the projection's to document) before
+  // full() turns true; or nullptr for none, the default: the rebuild then applies every batch.
+  // Requires: max_entries >= 1. Throws std::bad_alloc only.
+  [[nodiscard]] virtual std::unique_ptr<RebuildFold> rebuild_fold(std::size_t max_entries) const {
+    (void)max_entries;
+    return nullptr;
+  }
 };
 
 }  // namespace prefstore::projections

@@ -20,6 +20,13 @@ class ValueCountsProjection final : public Projection {
   // Two statements per batch whatever its size (plus two per erasure record): the batch is
   // folded per (user, key) first.
   void apply(const std::vector<RecordedEvent>& batch, ProjectionContext& ctx) override;
+  // A fold keeping the value each user holds for each key, values stored once each; an entry is
+  // a user, a holder (user, key) or a distinct value: about 130 bytes per entry at worst (values
+  // or stream ids of more than 15 bytes add their length). Erasure records forget
+  // the user's holders (the user's distinct values stay counted until the flush). The flush
+  // writes the holders in multi-row INSERTs of 10,000 rows and derives the counts from them in
+  // one statement (the database's jsonb equality, as apply's). Requires: max_entries >= 1.
+  [[nodiscard]] std::unique_ptr<RebuildFold> rebuild_fold(std::size_t max_entries) const override;
 };
 
 }  // namespace prefstore::projections
