@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: runs the benchmarks, prints each scenario's ratio against its target, and writes
 # docs/performance.md (each scenario beside its raw baseline measured in the same run) with the
-# plots docs/bench-threads.png and docs/bench-asof.png (gnuplot).
+# plots docs/bench-threads.png and docs/bench-asof.png (gnuplot, from docs/bench-threads.tsv and
+# docs/bench-asof.tsv, which it keeps).
 # Usage: scripts/bench.sh BUILD_DIR [EVENTS]
 # Environment: PREFSTORE_BENCH_EVENTS (size of the large log, default 1,000,000),
 # PREFSTORE_BENCH_SECONDS (seconds per load point and side, default 3).
@@ -44,18 +45,22 @@ echo "bench: connection pool (Google Benchmark)" >&2
   --benchmark_counters_tabular=true 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' > "$tmp/pool.txt"
 
 plots=no
+cp "$tmp/threads.tsv" docs/bench-threads.tsv
+cp "$tmp/asof.tsv" docs/bench-asof.tsv
 if command -v gnuplot > /dev/null; then
   gnuplot <<EOF
-set terminal png size 900,500
+set terminal png size 900,500 noenhanced
 set output "docs/bench-threads.png"
-set title "Throughput against client threads (one 2-core machine, server and client together)"
+set title "Throughput against client threads (2 cores shared by server and client)"
 set xlabel "client threads"
 set ylabel "operations per second"
 set logscale x 2
+set xrange [0.8:10]
+set yrange [0:*]
 set xtics (1, 2, 4, 8)
-set key outside right
+set key below
 set grid
-plot "$tmp/threads.tsv" using 1:2 with linespoints title "raw INSERT (baseline)", \
+plot "docs/bench-threads.tsv" using 1:2 with linespoints title "raw INSERT (baseline)", \
      "" using 1:3 with linespoints title "Store::set", \
      "" using 1:4 with linespoints title "raw SELECT (baseline)", \
      "" using 1:5 with linespoints title "Store::get_all"
@@ -64,9 +69,11 @@ set title "As-of read latency against the user's history"
 set xlabel "events in the user's stream"
 set ylabel "median latency (µs)"
 set logscale xy 10
+set xrange [5:200000]
 set xtics (10, 1000, 100000)
-set autoscale
-plot "$tmp/asof.tsv" using 1:2 with linespoints title "snapshot every 100 events", \
+set yrange [*:*]
+set key inside top left
+plot "docs/bench-asof.tsv" using 1:2 with linespoints title "snapshot every 100 events", \
      "" using 1:4 with linespoints title "no snapshots"
 EOF
   plots=yes
@@ -101,8 +108,9 @@ pg=$(/usr/lib/postgresql/15/bin/postgres --version)
   echo
   echo "## Writes and reads against raw statements"
   echo
-  echo "Each pair ran twice, alternating baseline and prefstore, $seconds s a side; the better run of"
-  echo "each side counts. Raw baselines: libpq prepared statements, each its own transaction, into"
+  echo "Each pair ran twice, alternating baseline and prefstore, $seconds s a side (the bulk import"
+  echo "three times as long: its calls are long); the better run of each side counts. Raw"
+  echo "baselines: libpq prepared statements, each its own transaction, into"
   echo "\`bench.raw_events\`, created \`LIKE prefstore.events INCLUDING ALL\` (the same columns,"
   echo "defaults, checks and ten indexes; no trigger, no foreign key), the same payloads and a"
   echo "32-byte chain_hash given by the client; the raw SELECT reads the same 20 rows of"
