@@ -115,9 +115,14 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
   validate_projection_name(scratch);
   storage::EventLog log(pool);
   RebuildProgress progress;
-  // The count scans the log: it runs beside the first batches, and is waited for only where
-  // the total is reported.
-  auto total = std::async(std::launch::async, [&pool] { return storage::log_head(pool).events; });
+  // The count scans the log: with a third connection it runs beside the first batches, and is
+  // waited for only where the total is reported; with two (one writes, one reads) it runs first.
+  std::future<std::int64_t> total;
+  if (pool.options().max_size >= 3) {
+    total = std::async(std::launch::async, [&pool] { return storage::log_head(pool).events; });
+  } else {
+    progress.total = storage::log_head(pool).events;
+  }
   const auto report = [&] {
     if (total.valid()) {
       try {
@@ -251,10 +256,10 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
       progress.folded = checkpoint->events_processed - committed;
       progress.position = checkpoint->position;
       if (options.progress) report();
-      if (n < options.batch_size) {
-        caught_up = true;  // with the commit-safe horizon
-        break;
-      }
+      // Caught up with the commit-safe horizon, which this transaction's own id holds where the
+      // fold began: what writers appended since is read after the flush, batch by batch (not
+      // left for the swap, which would apply it all while holding the live checkpoint).
+      if (n < options.batch_size) break;
       if (fold->full()) break;  // the rest goes through apply, below
       ahead = take_prefetched();
     }

@@ -133,8 +133,16 @@ void ValueCountsProjection::apply(const std::vector<RecordedEvent>& batch, Proje
 
 namespace {
 
-// Holders written per INSERT statement by the fold's flush.
+// Holders written per INSERT statement by the fold's flush, at most; and the most bytes of
+// array literals per statement (values may be long: 10,000 of the longest would pass
+// PostgreSQL's 1 GB limit on one parameter).
 constexpr std::size_t kFlushRows = 10000;
+constexpr std::size_t kFlushBytes = std::size_t{32} << 20;
+
+// The most bytes of text (stream ids and distinct values, as stored) the fold holds before
+// full() turns true, whatever its entry cap: values of up to 64 KiB would otherwise let a
+// million entries take gigabytes.
+constexpr std::size_t kMaxFoldTextBytes = std::size_t{64} << 20;
 
 // The flushed holders, as four parallel text arrays: stream ids, keys, types, JSON values.
 constexpr const char* kInsertHoldersSql = R"sql(
@@ -168,6 +176,7 @@ class ValueCountsFold final : public RebuildFold {
       if (const auto* erased = std::get_if<StreamErased>(&event.data)) {
         if (const auto it = m_holders.find(erased->stream_id); it != m_holders.end()) {
           m_holder_count -= it->second.size();
+          m_text_bytes -= it->first.size();
           m_holders.erase(it);
         }
         continue;
@@ -175,7 +184,9 @@ class ValueCountsFold final : public RebuildFold {
       if (!event.stream_id.empty() && event.stream_id[0] == '$') continue;  // as apply
       const auto changes = preference_changes(event.data);
       if (changes.empty()) continue;
-      auto& held = m_holders[event.stream_id];
+      auto [user, added] = m_holders.try_emplace(event.stream_id);
+      if (added) m_text_bytes += event.stream_id.size();
+      auto& held = user->second;
       for (const PreferenceChange& change : changes) {
         const std::uint32_t key = intern_key(change.key);
         auto it = held.begin();
@@ -197,7 +208,8 @@ class ValueCountsFold final : public RebuildFold {
   }
 
   [[nodiscard]] bool full() const override {
-    return m_holders.size() + m_holder_count + m_values.size() >= m_max_entries;
+    return m_holders.size() + m_holder_count + m_values.size() >= m_max_entries ||
+           m_text_bytes >= kMaxFoldTextBytes;
   }
 
   void flush(ProjectionContext& ctx) override {
@@ -225,7 +237,9 @@ class ValueCountsFold final : public RebuildFold {
         append_array_element(columns[1], m_keys[h.key]);
         append_array_element(columns[2], type);
         append_array_element(columns[3], json);
-        if (++rows == kFlushRows) write();
+        const std::size_t bytes =
+            columns[0].size() + columns[1].size() + columns[2].size() + columns[3].size();
+        if (++rows == kFlushRows || bytes >= kFlushBytes) write();
       }
     }
     write();
@@ -256,6 +270,7 @@ class ValueCountsFold final : public RebuildFold {
     auto [it, added] = m_value_ids.try_emplace(std::move(id), 0);
     if (added) {
       it->second = static_cast<std::uint32_t>(m_values.size());
+      m_text_bytes += it->first.size() + type.size() + json.size();  // kept twice
       m_values.emplace_back(std::move(type), std::move(json));
     }
     return it->second;
@@ -266,6 +281,7 @@ class ValueCountsFold final : public RebuildFold {
   // pairs, one per key; users keep a handful of keys.
   std::unordered_map<std::string, std::vector<Holder>> m_holders;
   std::size_t m_holder_count = 0;
+  std::size_t m_text_bytes = 0;  // stream ids and distinct values held, for full()
   std::unordered_map<std::string, std::uint32_t> m_key_ids;
   std::vector<std::string> m_keys;
   std::unordered_map<std::string, std::uint32_t> m_value_ids;  // "type\njson" -> index

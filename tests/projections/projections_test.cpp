@@ -451,6 +451,42 @@ TEST_F(ProjectionsTest, RebuildKilledDuringTheInMemoryFoldStartsOver) {
 // idle_in_transaction_session_timeout is shorter than the fold must not end it (the session
 // would be terminated and the rebuild fail). A pool of one connection, which could only wait for
 // a second one, is refused at once.
+// The fold's transaction holds the commit-safe horizon where it began, so events appended
+// during the fold are not in it: they are applied batch by batch after the flush, not left for
+// the swap (which would apply them all while holding the live checkpoint). And a pool of two
+// connections is enough: the log count for the progress total then runs first.
+TEST_F(ProjectionsTest, EventsAppendedDuringTheFoldAreAppliedBeforeTheSwap) {
+  random_log(120, 37);
+  storage::PoolOptions o;
+  o.conninfo = m_url;
+  o.max_size = 2;
+  o.acquire_timeout = std::chrono::seconds(5);
+  storage::ConnectionPool pool(o);
+  ValueCountsProjection projection;
+  RebuildOptions options;
+  options.batch_size = 40;
+  bool appended = false;
+  std::int64_t applied_before_swap = 0;
+  std::int64_t total = 0;
+  options.progress = [&](const RebuildProgress& p) {
+    if (p.folded > 0 && !appended) {
+      appended = true;
+      for (int i = 0; i < 10; ++i) {
+        set("user-late-" + std::to_string(i), "calendar.timezone", std::string("Asia/Tokyo"));
+      }
+    }
+    if (!p.swapped) applied_before_swap = std::max(applied_before_swap, p.applied);
+    total = p.total;
+  };
+  const auto result = rebuild_projection(pool, projection, options);
+  EXPECT_TRUE(appended);
+  EXPECT_EQ(result.applied, 130);
+  EXPECT_EQ(applied_before_swap, 130);  // the 10 late events were applied before the swap
+  EXPECT_EQ(total, 120);                // counted before the rebuild began
+  const auto [async_counts, inline_counts] = counts();
+  EXPECT_EQ(async_counts, inline_counts);
+}
+
 TEST_F(ProjectionsTest, TheInMemoryFoldOutlivesTheIdleInTransactionTimeout) {
   random_log(120, 31);
   storage::PoolOptions o;

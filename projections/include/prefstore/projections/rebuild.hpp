@@ -46,7 +46,8 @@ struct RebuildOptions {
   bool restart = false;
   // Cap of the projection's in-memory fold (Projection::rebuild_fold), in its entries; once
   // reached, the fold is flushed and the rest applied batch by batch. 0: no in-memory fold.
-  // Default 1,000,000 (for ValueCountsProjection about 130 MiB at worst, measured).
+  // Default 1,000,000 (for ValueCountsProjection about 130 MiB with short values, measured; it
+  // also stops at 64 MiB of stream ids and distinct values, however long the values).
   std::size_t fold_max_entries = 1000000;
 };
 
