@@ -110,6 +110,28 @@ TEST_F(SchemaTest, EventsHaveTheIndexesOfTheDesignAndOfTheAuditQueries) {
   EXPECT_NE(indexes.find("(global_position)"), std::string::npos) << indexes;
 }
 
+// A session's temporary type named like a built-in one must not change what the hash chain
+// trigger computes (pg_temp is searched first for type names unless the function fixes its
+// search path: migration 0008).
+TEST_F(SchemaTest, ATemporaryTypeCannotChangeTheChainHash) {
+  pqxx::connection session(m_url);
+  pqxx::nontransaction tx(session);
+  tx.exec("CREATE DOMAIN pg_temp.text AS pg_catalog.varchar(1)");
+  tx.exec("CREATE DOMAIN pg_temp.bytea AS pg_catalog.bytea CHECK (false)");
+  tx.exec(
+      "INSERT INTO prefstore.streams (stream_id, version, created_at, updated_at, "
+      "last_recorded_at) VALUES ('user-mallory', 1, now(), now(), now())");
+  tx.exec(
+      "INSERT INTO prefstore.events (stream_id, stream_version, event_id, event_type, "
+      "schema_version, payload, metadata, recorded_at) VALUES ('user-mallory', 1, "
+      "gen_random_uuid(), 'PreferenceSet', 1, '{\"key\":\"calendar.timezone\"}', '{}', now())");
+  EXPECT_EQ(one("SELECT (chain_hash = prefstore.chain_step(decode(repeat('00', 32), 'hex'), "
+                "prefstore.event_canonical_bytes(global_position, stream_id, stream_version, "
+                "event_id, event_type, schema_version, recorded_at, payload, metadata)))::text "
+                "FROM prefstore.events WHERE stream_id = 'user-mallory'"),
+            "true");
+}
+
 TEST_F(SchemaTest, EventsRecordTheirTransactionId) {
   insert_event("user-ada");
   EXPECT_EQ(one("SELECT (transaction_id > '0'::xid8)::text FROM prefstore.events"), "true");
