@@ -219,10 +219,21 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
     return std::nullopt;
   };
 
+  // The batch after `from`: the one read ahead when it starts there, else read now; when it is
+  // full, the read of the next one starts beside the caller's work.
+  const auto next_batch = [&](storage::LogPosition from) {
+    std::optional<Batch> ahead = take_prefetched();
+    Batch batch = ahead && ahead->from == from ? std::move(*ahead) : read_batch(log, from, true);
+    if (batch.events.size() == options.batch_size) {
+      prefetched =
+          std::async(std::launch::async, read_batch, std::ref(prefetch_log), batch.last, true);
+    }
+    return batch;
+  };
+
   // 2a. From empty shadow tables, a projection with an in-memory fold: read into the fold in one
   // transaction holding the scratch checkpoint, then flush it and advance the checkpoint in that
   // same transaction (until then nothing is committed: an interruption starts this over).
-  bool caught_up = false;
   std::unique_ptr<RebuildFold> fold;
   if (!progress.resumed && options.fold_max_entries > 0) {
     fold = projection.rebuild_fold(options.fold_max_entries);
@@ -235,17 +246,9 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
     // pool's idle_in_transaction_session_timeout (a minute by default) must not end it.
     (void)uow.exec("SET LOCAL idle_in_transaction_session_timeout = 0");
     const std::int64_t committed = checkpoint->events_processed;
-    std::optional<Batch> ahead;
     for (;;) {
-      Batch batch = ahead && ahead->from == checkpoint->position
-                        ? std::move(*ahead)
-                        : read_batch(log, checkpoint->position, true);
-      ahead.reset();
+      Batch batch = next_batch(checkpoint->position);
       const std::size_t n = batch.events.size();
-      if (n == options.batch_size) {
-        prefetched =
-            std::async(std::launch::async, read_batch, std::ref(prefetch_log), batch.last, true);
-      }
       if (n > 0) {
         fold->add(batch.events);
         checkpoint->position = batch.last;
@@ -261,7 +264,6 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
       // left for the swap, which would apply it all while holding the live checkpoint).
       if (n < options.batch_size) break;
       if (fold->full()) break;  // the rest goes through apply, below
-      ahead = take_prefetched();
     }
     ProjectionContext ctx(uow, shadow_tables(projection));
     fold->flush(ctx);
@@ -273,28 +275,18 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
   }
 
   // 2b. Batch by batch.
-  while (!caught_up) {
-    // Before taking a connection for the transaction: with a pool of one connection, the
-    // read holds it until done.
-    std::optional<Batch> ahead = take_prefetched();
+  for (;;) {
     storage::UnitOfWork uow(pool);
     auto checkpoint = storage::lock_checkpoint(uow, scratch);
     if (!checkpoint) throw ContentionError("another rebuild of projection " + name + " is running");
-    Batch batch = ahead && ahead->from == checkpoint->position
-                      ? std::move(*ahead)
-                      : read_batch(log, checkpoint->position, true);
-    ahead.reset();
-    if (batch.events.size() == options.batch_size) {
-      prefetched =
-          std::async(std::launch::async, read_batch, std::ref(prefetch_log), batch.last, true);
-    }
+    Batch batch = next_batch(checkpoint->position);
     const std::size_t n = apply_read(uow, *checkpoint, batch);
     batch.events.clear();
     uow.commit();
     progress.applied = checkpoint->events_processed;
     progress.position = checkpoint->position;
     if (options.progress) report();
-    caught_up = n < options.batch_size;  // with the commit-safe horizon
+    if (n < options.batch_size) break;  // caught up with the commit-safe horizon
   }
   if (prefetched.valid()) prefetched.wait();
 

@@ -748,15 +748,12 @@ namespace {
 class LogRowDecoder {
  public:
   RecordedEvent decode_row(const pqxx::row& r) {
-    RecordedEvent ev;
-    ev.stream_id = r[0].as<std::string>();
-    ev.stream_version = r[1].as<std::int64_t>();
-    ev.global_position = r[2].as<std::int64_t>();
-    ev.event_id = r[3].as<std::string>();
-    ev.data = payload(r[4].as<std::string>(), r[5].as<int>(), r[6]);
-    ev.metadata = metadata(r[7]);
-    ev.recorded_at = from_unix_micros(r[8].as<std::int64_t>());
-    return ev;
+    return detail::event_from_row(
+        r,
+        [this](std::string type, int version, const pqxx::field& f) {
+          return payload(std::move(type), version, f);
+        },
+        [this](const pqxx::field& f) { return metadata(f); });
   }
 
  private:

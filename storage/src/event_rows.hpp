@@ -3,6 +3,8 @@
 #pragma once
 
 #include <pqxx/pqxx>
+#include <string>
+#include <utility>
 
 #include "prefstore/event.hpp"
 
@@ -14,18 +16,32 @@ inline constexpr const char* kEventColumns =
     "stream_id, stream_version, global_position, event_id::text, event_type, schema_version, "
     "payload::text, metadata::text, (extract(epoch FROM recorded_at) * 1000000)::bigint";
 
-// The event of a row that starts with kEventColumns. Throws CorruptDataError when it cannot be
-// decoded.
-inline RecordedEvent decode_event_row(const pqxx::row& r) {
+// The event of a row that starts with kEventColumns, its payload decoded by
+// payload(event_type, schema_version, payload field) and its metadata by metadata(field) (a
+// log read passes memoizing ones). Throws what they throw.
+template <class DecodePayload, class DecodeMetadata>
+RecordedEvent event_from_row(const pqxx::row& r, DecodePayload&& payload,
+                             DecodeMetadata&& metadata) {
   RecordedEvent ev;
   ev.stream_id = r[0].as<std::string>();
   ev.stream_version = r[1].as<std::int64_t>();
   ev.global_position = r[2].as<std::int64_t>();
   ev.event_id = r[3].as<std::string>();
-  ev.data = decode(EncodedEvent{r[4].as<std::string>(), r[5].as<int>(), r[6].as<std::string>()});
-  ev.metadata = decode_metadata(r[7].as<std::string>());
+  ev.data = payload(r[4].as<std::string>(), r[5].as<int>(), r[6]);
+  ev.metadata = metadata(r[7]);
   ev.recorded_at = from_unix_micros(r[8].as<std::int64_t>());
   return ev;
+}
+
+// The event of a row that starts with kEventColumns. Throws CorruptDataError when it cannot be
+// decoded.
+inline RecordedEvent decode_event_row(const pqxx::row& r) {
+  return event_from_row(
+      r,
+      [](std::string type, int version, const pqxx::field& f) {
+        return decode(EncodedEvent{std::move(type), version, f.as<std::string>()});
+      },
+      [](const pqxx::field& f) { return decode_metadata(f.as<std::string>()); });
 }
 
 }  // namespace prefstore::storage::detail

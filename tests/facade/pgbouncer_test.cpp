@@ -610,7 +610,7 @@ TEST(PgBouncer, PreparedStatementsBreakWithoutTransactionPooling) {
   }
 }
 
-TEST(PgBouncer, ARoleWithTransactionPoolingIsAUsageErrorSayingWhatToDo) {
+TEST(PgBouncer, ARoleWithTransactionPoolingIsAUsageErrorNamingTheFix) {
   backend().create_migrated("pgb_role");
   prefstore::StoreOptions options = pooled_options("pgb_role");
   options.pool.role = "prefstore_writer";
