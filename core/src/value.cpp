@@ -264,7 +264,44 @@ std::string to_json(const Value& value) {
       value);
 }
 
+namespace {
+
+// The stored forms jsonb prints most often, read without the JSON parser: a string of printable
+// ASCII without escapes, true or false, an integer in JSON's syntax. Anything else (and anything
+// malformed) is left to the parser, which validates it and names the problem.
+std::optional<Value> plain_json_value(ValueType type, std::string_view json) {
+  switch (type) {
+    case ValueType::string: {
+      if (json.size() < 2 || json.front() != '"' || json.back() != '"') return std::nullopt;
+      const std::string_view inner = json.substr(1, json.size() - 2);
+      for (const char c : inner) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (byte < 0x20 || byte >= 0x80 || c == '"' || c == '\\') return std::nullopt;
+      }
+      return Value(std::string(inner));
+    }
+    case ValueType::boolean:
+      if (json == "true") return Value(true);
+      if (json == "false") return Value(false);
+      return std::nullopt;
+    case ValueType::integer: {
+      const std::string_view digits = json.starts_with('-') ? json.substr(1) : json;
+      if (digits.empty() || (digits.front() == '0' && digits.size() > 1)) return std::nullopt;
+      for (const char c : digits) {
+        if (c < '0' || c > '9') return std::nullopt;
+      }
+      if (const auto parsed = detail::parse_int_text(json)) return Value(*parsed);
+      return std::nullopt;  // out of range: the parser's path names it
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
 Value value_from_json(ValueType type, std::string_view json) {
+  if (auto plain = plain_json_value(type, json)) return std::move(*plain);
   const auto fail = [&](const std::string& problem) -> CorruptDataError {
     return CorruptDataError("stored JSON " + detail::quote(json) + " is not " +
                             detail::type_with_article(type) + " value: " + problem);

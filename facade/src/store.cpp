@@ -439,7 +439,9 @@ std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user) 
     std::map<std::string, ResolvedPreference> out;
     for (auto& [key, entry] :
          m_impl->retrying("get_all", [&] { return m_impl->state->get_all(user); })) {
-      out.emplace(key, ResolvedPreference{entry.value, false, entry});
+      Value value = entry.value;
+      out.emplace_hint(out.end(), key,
+                       ResolvedPreference{std::move(value), false, std::move(entry)});
     }
     m_impl->refresh_if_stale();
     std::shared_lock lock(m_impl->cache_mutex);  // read in place: a copy cost more than the query

@@ -8,6 +8,7 @@
 
 #include "definition_rows.hpp"
 #include "error_translation.hpp"
+#include "field_cursor.hpp"
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
 
@@ -19,20 +20,21 @@ constexpr const char* kEntryColumns =
     "coalesce(updated_by, ''), last_position";
 
 std::pair<std::string, PreferenceEntry> decode_entry(const pqxx::row& r) {
-  const std::string key = r[0].as<std::string>();
-  const std::string type_name = r[1].as<std::string>();
+  detail::FieldCursor f(r);
+  std::string key(f.text());
+  const std::string_view type_name = f.text();
   const auto type = parse_value_type(type_name);
   if (!type) {
     throw CorruptDataError("preferences_current row for key " + key + " has unknown value_type \"" +
-                           type_name + "\"");
+                           std::string(type_name) + "\"");
   }
   PreferenceEntry e;
-  e.value = value_from_json(*type, r[2].as<std::string>());
-  e.version = r[3].as<std::int64_t>();
-  e.updated_at = from_unix_micros(r[4].as<std::int64_t>());
-  e.updated_by = r[5].as<std::string>();
-  e.last_position = r[6].as<std::int64_t>();
-  return {key, std::move(e)};
+  e.value = value_from_json(*type, f.text());
+  e.version = f.as<std::int64_t>();
+  e.updated_at = from_unix_micros(f.as<std::int64_t>());
+  e.updated_by = std::string(f.text());
+  e.last_position = f.as<std::int64_t>();
+  return {std::move(key), std::move(e)};
 }
 
 std::vector<Value> decode_allowed(const std::string& key, ValueType type, const std::string& json) {
@@ -113,7 +115,9 @@ PreferenceState CurrentState::get_all(std::string_view user) {
     pqxx::nontransaction tx(detail::native(handle));
     const auto r = detail::exec_statement(tx, handle, "prefstore_get_all", sql, std::string(user));
     PreferenceState state;
-    for (const auto& row : r) state.insert(decode_entry(row));
+    // The end as a hint: the index scan usually returns the rows in key order.
+    detail::for_each_row(
+        r, [&](const pqxx::row& row) { state.insert(state.end(), decode_entry(row)); });
     return state;
   } catch (...) {
     detail::rethrow_translated("reading the preferences of " + std::string(user));

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "field_cursor.hpp"
 #include "prefstore/event.hpp"
 
 namespace prefstore::storage::detail {
@@ -22,14 +23,19 @@ inline constexpr const char* kEventColumns =
 template <class DecodePayload, class DecodeMetadata>
 RecordedEvent event_from_row(const pqxx::row& r, DecodePayload&& payload,
                              DecodeMetadata&& metadata) {
+  FieldCursor f(r);
   RecordedEvent ev;
-  ev.stream_id = r[0].as<std::string>();
-  ev.stream_version = r[1].as<std::int64_t>();
-  ev.global_position = r[2].as<std::int64_t>();
-  ev.event_id = r[3].as<std::string>();
-  ev.data = payload(r[4].as<std::string>(), r[5].as<int>(), r[6]);
-  ev.metadata = metadata(r[7]);
-  ev.recorded_at = from_unix_micros(r[8].as<std::int64_t>());
+  ev.stream_id = std::string(f.text());
+  ev.stream_version = f.as<std::int64_t>();
+  ev.global_position = f.as<std::int64_t>();
+  ev.event_id = std::string(f.text());
+  std::string type(f.text());
+  const int version = f.as<int>();
+  ev.data = payload(std::move(type), version, f.field());
+  f.skip();
+  ev.metadata = metadata(f.field());
+  f.skip();
+  ev.recorded_at = from_unix_micros(f.as<std::int64_t>());
   return ev;
 }
 

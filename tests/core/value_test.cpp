@@ -257,6 +257,29 @@ TEST(Value, FromJsonRefusesOtherTypesAndMalformedText) {
   EXPECT_THROW((void)value_from_json(ValueType::string_list, ""), CorruptDataError);
 }
 
+// value_from_json reads the commonest forms (plain ASCII strings, true/false, integers) without
+// the JSON parser; these are the edges between that shortcut and the parser.
+TEST(Value, FromJsonShortcutAgreesWithTheParserAtItsEdges) {
+  EXPECT_EQ(value_from_json(ValueType::string, "\"\""), Value(std::string()));
+  EXPECT_EQ(value_from_json(ValueType::string, "\"say \\\"hi\\\"\""),
+            Value(std::string("say \"hi\"")));
+  EXPECT_EQ(value_from_json(ValueType::string, "\"caf\xC3\xA9\""),
+            Value(std::string("caf\xC3\xA9")));
+  EXPECT_EQ(value_from_json(ValueType::boolean, "false"), Value(false));
+  EXPECT_EQ(value_from_json(ValueType::integer, "-0"), Value(std::int64_t{0}));
+  EXPECT_EQ(value_from_json(ValueType::integer, "-9223372036854775808"),
+            Value(std::numeric_limits<std::int64_t>::min()));
+  EXPECT_THROW((void)value_from_json(ValueType::string, "\"tab\there\""), CorruptDataError);
+  EXPECT_THROW((void)value_from_json(ValueType::string, "\"a\"b\""), CorruptDataError);
+  EXPECT_THROW((void)value_from_json(ValueType::string, "\""), CorruptDataError);
+  EXPECT_THROW((void)value_from_json(ValueType::string, "\"\xFF\""), CorruptDataError);
+  EXPECT_THROW((void)value_from_json(ValueType::boolean, "True"), CorruptDataError);
+  EXPECT_THROW((void)value_from_json(ValueType::integer, "01"), CorruptDataError);
+  EXPECT_THROW((void)value_from_json(ValueType::integer, "-"), CorruptDataError);
+  EXPECT_THROW((void)value_from_json(ValueType::integer, "+1"), CorruptDataError);
+  EXPECT_THROW((void)value_from_json(ValueType::integer, "-9223372036854775809"), CorruptDataError);
+}
+
 TEST(Value, FromJsonErrorNamesTheTextAndType) {
   try {
     (void)value_from_json(ValueType::integer, "\"thirty\"");
