@@ -21,6 +21,7 @@
 #include "prefstore/storage/database_url.hpp"
 #include "prefstore/storage/event_log.hpp"
 #include "prefstore/storage/snapshots.hpp"
+#include "prefstore/storage/standby_router.hpp"
 #include "prefstore/storage/unit_of_work.hpp"
 
 namespace prefstore {
@@ -57,6 +58,18 @@ struct Store::Impl {
   std::unique_ptr<storage::EventLog> log;
   std::unique_ptr<storage::CurrentState> state;
 
+  // Reads served by standbys (StoreOptions::standbys): the router, and per standby the readers
+  // bound to its pool.
+  struct Reader {
+    storage::ConnectionPool* pool = nullptr;
+    std::unique_ptr<storage::EventLog> log;
+    std::unique_ptr<storage::CurrentState> state;
+  };
+  std::unique_ptr<storage::StandbyRouter> router;
+  std::vector<Reader> standby_readers;
+  Counter* reads_by_primary = nullptr;
+  Counter* reads_by_standby = nullptr;
+
   boost::signals2::signal<void(const AppendedEvents&)> appended;
 
   // Metrics of this store (Store::metrics()). The series every call updates are looked up once,
@@ -81,6 +94,12 @@ struct Store::Impl {
     }
     events_appended = &metrics.counter("prefstore_events_appended_total",
                                        "Events appended by this store's writes");
+    reads_by_primary = &metrics.counter(
+        "prefstore_reads_total", "Reads that may go to a standby, by the server that served them",
+        {{"server", "primary"}});
+    reads_by_standby = &metrics.counter(
+        "prefstore_reads_total", "Reads that may go to a standby, by the server that served them",
+        {{"server", "standby"}});
     append_duplicates = &metrics.counter(
         "prefstore_append_duplicates_total",
         "Writes whose event ids were already stored (an idempotent retry): nothing appended");
@@ -192,6 +211,55 @@ struct Store::Impl {
       events_appended->add(static_cast<double>(events.size()));
     }
     return announce(stream, std::move(result), events);
+  }
+
+  // Runs call(pool, log, state) on the server the router picks for read (the primary without
+  // standbys), retrying transient errors. A standby that fails with UnavailableError is skipped
+  // (StandbyOptions::down_for) and the read goes on elsewhere at once.
+  template <class Call>
+  auto routed(std::string_view operation, const ReadOptions& read, Call&& call)
+      -> decltype(call(std::declval<storage::ConnectionPool&>(), std::declval<storage::EventLog&>(),
+                       std::declval<storage::CurrentState&>())) {
+    return retrying(operation, [&] {
+      for (;;) {
+        const storage::ReadRoute route =
+            router ? router->route(read.after) : storage::ReadRoute{pool.get(), -1, ""};
+        if (route.standby < 0) {
+          reads_by_primary->add();
+          if (!route.fallback.empty() && router && router->size() > 0) {
+            metrics
+                .counter("prefstore_standby_fallbacks_total",
+                         "Reads the primary served because no standby qualified, by reason",
+                         {{"reason", route.fallback}})
+                .add();
+          }
+          return call(*pool, *log, *state);
+        }
+        Reader& r = standby_readers[static_cast<std::size_t>(route.standby)];
+        try {
+          reads_by_standby->add();
+          return call(*r.pool, *r.log, *r.state);
+        } catch (const UnavailableError& e) {
+          router->failed(route.standby, e.what());
+        }
+      }
+    });
+  }
+
+  // Rewrites the snapshots a read found unusable, on the primary (a cache repair, best effort:
+  // the read has its answer, and the bad snapshots stay listed in it).
+  void repair_snapshots(std::string_view user, const storage::StreamState& read) {
+    for (const storage::BadSnapshot& bad : read.bad_snapshots) {
+      try {
+        storage::UnitOfWork uow(*pool);
+        const auto fresh = storage::load_state(uow, user, AsOf::at_version(bad.stream_version));
+        if (fresh.version == bad.stream_version) {
+          (void)storage::save_snapshot(uow, user, fresh);
+          uow.commit();
+        }
+      } catch (const Error&) {
+      }
+    }
   }
 
   // Cached definitions (see StoreOptions::definitions_refresh).
@@ -312,6 +380,19 @@ Store::Store(StoreOptions options) : m_impl(std::make_unique<Impl>()) {
     m_impl->log->set_inline_hook(projections::inline_hook(options.inline_projections));
   }
   m_impl->state = std::make_unique<storage::CurrentState>(*m_impl->pool);
+  if (options.standbys.urls.empty()) options.standbys.urls = storage::configured_standby_urls();
+  if (!options.standbys.urls.empty()) {
+    m_impl->router = std::make_unique<storage::StandbyRouter>(*m_impl->pool, options.standbys);
+    for (std::size_t i = 0; i < options.standbys.urls.size(); ++i) {
+      Impl::Reader r;
+      r.pool = &m_impl->router->pool(i);
+      r.log = std::make_unique<storage::EventLog>(*r.pool);
+      r.state = std::make_unique<storage::CurrentState>(*r.pool);
+      m_impl->standby_readers.push_back(std::move(r));
+    }
+  }
+  m_impl->log->set_consistency_tokens(
+      options.consistency_tokens.value_or(!options.standbys.urls.empty()));
   m_impl->options = std::move(options);
   if (m_impl->options.migrate_on_open) migrate();
   prefstore::log(LogLevel::info, "store_opened",
@@ -421,11 +502,14 @@ boost::signals2::connection Store::on_appended(std::function<void(const Appended
   });
 }
 
-std::optional<Value> Store::get(std::string_view user, std::string_view key) {
+std::optional<Value> Store::get(std::string_view user, std::string_view key,
+                                const ReadOptions& read) {
   return m_impl->measured("get", [&]() -> std::optional<Value> {
     validate_user_id(user);
     validate_key(key);
-    if (auto entry = m_impl->retrying("get", [&] { return m_impl->state->get(user, key); })) {
+    if (auto entry = m_impl->routed("get", read, [&](auto&, auto&, storage::CurrentState& state) {
+          return state.get(user, key);
+        })) {
       return std::move(entry->value);
     }
     if (auto def = m_impl->definition_of(key)) return def->default_value;
@@ -433,12 +517,14 @@ std::optional<Value> Store::get(std::string_view user, std::string_view key) {
   });
 }
 
-std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user) {
+std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user,
+                                                         const ReadOptions& read) {
   return m_impl->measured("get_all", [&]() -> std::map<std::string, ResolvedPreference> {
     validate_user_id(user);
     std::map<std::string, ResolvedPreference> out;
-    for (auto& [key, entry] :
-         m_impl->retrying("get_all", [&] { return m_impl->state->get_all(user); })) {
+    for (auto& [key, entry] : m_impl->routed(
+             "get_all", read,
+             [&](auto&, auto&, storage::CurrentState& state) { return state.get_all(user); })) {
       Value value = entry.value;
       out.emplace_hint(out.end(), key,
                        ResolvedPreference{std::move(value), false, std::move(entry)});
@@ -468,63 +554,61 @@ DefinitionCatalog Store::definitions() {
 }
 
 std::vector<RecordedEvent> Store::history(std::string_view user, std::int64_t limit,
-                                          std::int64_t after_version) {
+                                          std::int64_t after_version, const ReadOptions& read) {
   return m_impl->measured("history", [&]() -> std::vector<RecordedEvent> {
     if (user.empty()) throw ValidationError("history: the user id must not be empty");
     if (limit < 0) throw ValidationError("history: limit must not be negative");
-    return m_impl->retrying(
-        "history", [&] { return m_impl->log->read_stream(user, after_version + 1, limit); });
+    return m_impl->routed("history", read, [&](auto&, storage::EventLog& log, auto&) {
+      return log.read_stream(user, after_version + 1, limit);
+    });
   });
 }
 
-std::int64_t Store::version(std::string_view user) {
+std::int64_t Store::version(std::string_view user, const ReadOptions& read) {
   return m_impl->measured("version", [&]() -> std::int64_t {
-    return m_impl->retrying("version", [&] { return m_impl->log->stream_version(user); })
+    return m_impl
+        ->routed("version", read,
+                 [&](auto&, storage::EventLog& log, auto&) { return log.stream_version(user); })
         .value_or(0);
   });
 }
 
-AuditPage Store::audit(const AuditQuery& query) {
-  return m_impl->measured(
-      "audit", [&]() -> AuditPage { return storage::query_audit(*m_impl->pool, query); });
+AuditPage Store::audit(const AuditQuery& query, const ReadOptions& read) {
+  return m_impl->measured("audit", [&]() -> AuditPage {
+    return m_impl->routed("audit", read, [&](storage::ConnectionPool& pool, auto&, auto&) {
+      return storage::query_audit(pool, query);
+    });
+  });
 }
 
-storage::StreamState Store::state_as_of(std::string_view user, const AsOf& as_of) {
+storage::StreamState Store::state_as_of(std::string_view user, const AsOf& as_of,
+                                        const ReadOptions& read) {
   validate_user_id(user);
-  storage::StreamState state;
-  {
-    storage::UnitOfWork uow(*m_impl->pool);
-    state = storage::load_state(uow, user, as_of);
-  }
-  for (const storage::BadSnapshot& bad : state.bad_snapshots) {
-    try {
-      storage::UnitOfWork uow(*m_impl->pool);
-      const auto fresh = storage::load_state(uow, user, AsOf::at_version(bad.stream_version));
-      if (fresh.version == bad.stream_version) {
-        (void)storage::save_snapshot(uow, user, fresh);
-        uow.commit();
-      }
-    } catch (const Error&) {
-      // A cache repair; the read has its answer. The bad snapshot stays listed in the result.
-    }
-  }
+  storage::StreamState state =
+      m_impl->routed("state_as_of", read, [&](storage::ConnectionPool& pool, auto&, auto&) {
+        storage::UnitOfWork uow(pool);
+        return storage::load_state(uow, user, as_of);
+      });
+  m_impl->repair_snapshots(user, state);
   return state;
 }
 
-std::optional<Value> Store::get(std::string_view user, std::string_view key, const AsOf& as_of) {
+std::optional<Value> Store::get(std::string_view user, std::string_view key, const AsOf& as_of,
+                                const ReadOptions& read) {
   return m_impl->measured("get_as_of", [&]() -> std::optional<Value> {
     validate_key(key);
-    const auto state = state_as_of(user, as_of);
+    const auto state = state_as_of(user, as_of, read);
     if (auto it = state.state.find(key); it != state.state.end()) return it->second.value;
     if (auto def = m_impl->definition_of(key)) return def->default_value;
     return std::nullopt;
   });
 }
 
-std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user, const AsOf& as_of) {
+std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user, const AsOf& as_of,
+                                                         const ReadOptions& read) {
   return m_impl->measured("get_all_as_of", [&]() -> std::map<std::string, ResolvedPreference> {
     std::map<std::string, ResolvedPreference> out;
-    for (auto& [key, entry] : state_as_of(user, as_of).state) {
+    for (auto& [key, entry] : state_as_of(user, as_of, read).state) {
       out.emplace(key, ResolvedPreference{entry.value, false, entry});
     }
     m_impl->refresh_if_stale();
@@ -539,21 +623,32 @@ std::map<std::string, ResolvedPreference> Store::get_all(std::string_view user, 
 }
 
 StateDiff Store::diff(std::string_view user, const AsOf& from, const AsOf& to,
-                      bool include_unchanged) {
+                      bool include_unchanged, const ReadOptions& read) {
   return m_impl->measured("diff", [&]() -> StateDiff {
     validate_user_id(user);
     StateDiff out{std::string(user), from, to, 0, 0, {}};
-    const auto start = state_as_of(user, from);
+    // Both ends from one server (the start's state and the events after it).
+    storage::StreamState start;
+    std::optional<StateDiffBuilder> builder;
+    std::int64_t version = 0;
+    m_impl->routed("diff", read, [&](storage::ConnectionPool& pool, storage::EventLog& log, auto&) {
+      {
+        storage::UnitOfWork uow(pool);
+        start = storage::load_state(uow, user, from);
+      }
+      builder.emplace(start.state);
+      version = start.version;
+      (void)log.read_stream(user, storage::ReadDirection::forward, start.version + 1, INT64_MAX,
+                            [&](const RecordedEvent& event) {
+                              if (!to.includes(event)) return false;
+                              builder->apply(event);
+                              version = event.stream_version;
+                              return true;
+                            });
+      return 0;
+    });
+    m_impl->repair_snapshots(user, start);
     out.from_version = start.version;
-    StateDiffBuilder builder(start.state);
-    std::int64_t version = start.version;
-    (void)m_impl->log->read_stream(user, storage::ReadDirection::forward, start.version + 1,
-                                   INT64_MAX, [&](const RecordedEvent& event) {
-                                     if (!to.includes(event)) return false;
-                                     builder.apply(event);
-                                     version = event.stream_version;
-                                     return true;
-                                   });
     out.to_version = version;
     // `to` before `from`: the end state is earlier than the start state, i.e. `to` leaves out the
     // start's last event (versions, positions and times grow together within a stream).
@@ -570,7 +665,7 @@ StateDiff Store::diff(std::string_view user, const AsOf& from, const AsOf& to,
                             ") is before the start (" + from.describe() + ", version " +
                             std::to_string(start.version) + ")");
     }
-    out.keys = builder.result(include_unchanged);
+    out.keys = builder->result(include_unchanged);
     return out;
   });
 }
@@ -798,6 +893,7 @@ StoreStatus Store::status(const HealthThresholds& thresholds) {
   }
   out.pool = m_impl->pool->stats();
   out.pool_max = m_impl->pool->options().max_size;
+  if (m_impl->router) out.standbys = m_impl->router->status(true);
   judge(out, thresholds);
   log(out.healthy() ? LogLevel::debug : LogLevel::warn, "status", {{"verdict", out.verdict()}});
   return out;
@@ -844,6 +940,24 @@ std::string Store::metrics() {
            st.reachable && st.database_status ? 1 : 0);
   db_gauge("prefstore_healthy", "1 when status() judges the store healthy (default thresholds)",
            st.healthy() ? 1 : 0);
+  for (const storage::StandbyStatus& standby : st.standbys) {
+    const MetricLabels labels{{"standby", standby.url}};
+    db_gauge("prefstore_standby_usable",
+             "1 when the standby would serve a read without a token (up, in recovery, lag within "
+             "StandbyOptions::max_lag)",
+             standby.usable ? 1 : 0, labels);
+    if (standby.lag_seconds >= 0) {
+      db_gauge("prefstore_standby_lag_seconds",
+               "How far the standby's replay is behind the primary (0 when it has replayed "
+               "everything)",
+               standby.lag_seconds, labels);
+    }
+    if (standby.lag_bytes >= 0) {
+      db_gauge("prefstore_standby_lag_bytes",
+               "The primary's WAL position minus the standby's replay position",
+               static_cast<double>(standby.lag_bytes), labels);
+    }
+  }
   if (st.database_status) {
     const storage::DatabaseStatus& d = *st.database_status;
     db_gauge("prefstore_schema_version", "Highest migration applied in the database",

@@ -45,6 +45,23 @@ std::optional<std::string> configured_database_url() {
   return std::nullopt;
 }
 
+std::vector<std::string> configured_standby_urls() {
+  std::vector<std::string> out;
+  const char* list = std::getenv("PREFSTORE_STANDBY_URLS");
+  if (list == nullptr) return out;
+  std::string_view rest(list);
+  while (!rest.empty()) {
+    const auto end = rest.find(';');
+    std::string_view item = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+    const auto first = item.find_first_not_of(" \t\n");
+    if (first == std::string_view::npos) continue;
+    item = item.substr(first, item.find_last_not_of(" \t\n") - first + 1);
+    out.emplace_back(item);
+  }
+  return out;
+}
+
 std::string redact_conninfo(std::string_view conninfo) noexcept {
   try {
     std::string s(conninfo);

@@ -20,10 +20,18 @@ bool starts_with(const std::string& s, const char* prefix) {
 }
 
 [[noreturn]] void throw_for_sqlstate(const std::string& state, const std::string& msg) {
+  if (state == "25006") {
+    // Transient: a standby being promoted takes writes a moment later.
+    throw UnavailableError(
+        msg +
+            " (the server is a read-only standby, or the session is read-only: writes, "
+            "projectors and migrations need the primary; give the primary as the database URL "
+            "and standbys as StoreOptions::standbys.urls / PREFSTORE_STANDBY_URLS)",
+        state);
+  }
   if (state == "40001" || state == "40P01" || state == "55P03") throw ContentionError(msg, state);
   if (starts_with(state, "08") || state == "57P01" || state == "57P02" || state == "57P03" ||
-      state == "53300" || state == "53100" || state == "53200" || state == "25006" ||
-      state == "57014") {
+      state == "53300" || state == "53100" || state == "53200" || state == "57014") {
     throw UnavailableError(msg, state);
   }
   if (state == "23505") throw ConflictError(msg, state);

@@ -431,6 +431,26 @@ void EventLog::set_announce(bool announce) noexcept {
   m_announce = announce;
 }
 
+void EventLog::set_consistency_tokens(bool tokens) noexcept {
+  m_tokens = tokens;
+}
+
+AppendResult EventLog::with_token(const PooledConnection& handle, AppendResult result) const {
+  if (!m_tokens) return result;
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    const auto r = detail::exec_statement(tx, handle, "prefstore_wal_position",
+                                          "SELECT pg_catalog.pg_current_wal_insert_lsn()::text");
+    result.consistency_token = parse_consistency_token(r.at(0).at(0).c_str());
+  } catch (...) {
+    // The write is committed; its retry with the same event ids finds it and reads the token.
+    detail::rethrow_translated(
+        "reading the consistency token of an append that landed (retry "
+        "with the same event ids to get it)");
+  }
+  return result;
+}
+
 void EventLog::set_inline_hook(InlineHook hook) {
   m_inline = std::move(hook);
 }
@@ -508,6 +528,7 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
   const std::string name = append_statement_name(expected.kind, m_announce);
   const std::string& sql = append_sql(expected.kind, m_announce);
   bool stored_ids_conflict = false;
+  std::optional<AppendResult> landed;
   try {
     pqxx::result r;
     auto run = [&](pqxx::transaction_base& tx) {
@@ -535,8 +556,8 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
       tx.commit();
     }
     if (!r.empty()) {
-      return AppendResult{r[0][1].as<std::int64_t>(), r[0][2].as<std::int64_t>(),
-                          from_unix_micros(r[0][3].as<std::int64_t>()), false};
+      landed = AppendResult{r[0][1].as<std::int64_t>(), r[0][2].as<std::int64_t>(),
+                            from_unix_micros(r[0][3].as<std::int64_t>()), false, std::nullopt};
     }
   } catch (const pqxx::unique_violation& e) {
     if (!is_event_id_violation(e)) detail::rethrow_translated(context);
@@ -548,6 +569,7 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
   } catch (...) {
     detail::rethrow_translated(context);
   }
+  if (landed) return with_token(handle, *landed);
 
   // The append did not land: a version mismatch or an event id stored already. A retry of an
   // append that did land (same ids, same payloads) gets the original result.
@@ -564,40 +586,42 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
       }
       if (same) {
         const auto& last = stored[stored.size() - 1];
-        return AppendResult{last[1].as<std::int64_t>(), last[2].as<std::int64_t>(),
-                            from_unix_micros(last[4].as<std::int64_t>()), true};
+        landed = AppendResult{last[1].as<std::int64_t>(), last[2].as<std::int64_t>(),
+                              from_unix_micros(last[4].as<std::int64_t>()), true, std::nullopt};
+      } else {
+        std::string which;
+        bool different_content = false;
+        for (const auto& row : stored) {
+          const auto ord = row[0].as<std::size_t>();
+          if (!which.empty()) which += ", ";
+          which += ids[ord - 1];
+          different_content = different_content || !row[3].as<bool>();
+        }
+        throw ConflictError(
+            context + ": " +
+            (different_content
+                 ? "event id(s) " + which + " are already stored with different content"
+                 : std::to_string(stored.size()) + " of the " + std::to_string(events.size()) +
+                       " event ids are already stored (" + which +
+                       "); a retry must repeat the original append exactly") +
+            "; nothing was written");
       }
-      std::string which;
-      bool different_content = false;
-      for (const auto& row : stored) {
-        const auto ord = row[0].as<std::size_t>();
-        if (!which.empty()) which += ", ";
-        which += ids[ord - 1];
-        different_content = different_content || !row[3].as<bool>();
-      }
-      throw ConflictError(
-          context + ": " +
-          (different_content
-               ? "event id(s) " + which + " are already stored with different content"
-               : std::to_string(stored.size()) + " of the " + std::to_string(events.size()) +
-                     " event ids are already stored (" + which +
-                     "); a retry must repeat the original append exactly") +
-          "; nothing was written");
-    }
-    if (stored_ids_conflict) {
+    } else if (stored_ids_conflict) {
       throw ConflictError(context + ": an event id is already stored; nothing was written");
+    } else {
+      const auto actual = tx.exec_params(
+          "SELECT version FROM prefstore.streams WHERE stream_id = $1", std::string(stream_id));
+      const std::int64_t actual_version = actual.empty() ? 0 : actual[0][0].as<std::int64_t>();
+      throw VersionConflictError(
+          context + ": expected " + expected_text(expected) + ", but the stream is at version " +
+              std::to_string(actual_version) + "; nothing was written",
+          std::string(stream_id),
+          expected.kind == ExpectedVersion::Kind::no_stream ? 0 : expected.version, actual_version);
     }
-    const auto actual = tx.exec_params("SELECT version FROM prefstore.streams WHERE stream_id = $1",
-                                       std::string(stream_id));
-    const std::int64_t actual_version = actual.empty() ? 0 : actual[0][0].as<std::int64_t>();
-    throw VersionConflictError(
-        context + ": expected " + expected_text(expected) + ", but the stream is at version " +
-            std::to_string(actual_version) + "; nothing was written",
-        std::string(stream_id),
-        expected.kind == ExpectedVersion::Kind::no_stream ? 0 : expected.version, actual_version);
   } catch (...) {
     detail::rethrow_translated(context);
   }
+  return with_token(handle, *landed);  // a retry of an append that landed
 }
 
 std::int64_t EventLog::append_bulk(const std::vector<BulkEvent>& events, std::size_t batch_size) {

@@ -94,11 +94,15 @@ class Store {
   // --- reads ---
 
   // The user's value of key, else the definition's default, else std::nullopt. One round trip.
-  [[nodiscard]] std::optional<Value> get(std::string_view user, std::string_view key);
+  // Like every read below that takes ReadOptions, served by a standby when the store has one
+  // that qualifies (StoreOptions::standbys, ReadOptions::after), else by the primary.
+  [[nodiscard]] std::optional<Value> get(std::string_view user, std::string_view key,
+                                         const ReadOptions& read = {});
 
   // Every preference of the user: the values the user set, and the defaults of every other
   // defined key that has one.
-  [[nodiscard]] std::map<std::string, ResolvedPreference> get_all(std::string_view user);
+  [[nodiscard]] std::map<std::string, ResolvedPreference> get_all(std::string_view user,
+                                                                  const ReadOptions& read = {});
 
   // The definition of key (freshly read), or std::nullopt.
   [[nodiscard]] std::optional<DefinitionEntry> definition(std::string_view key);
@@ -109,16 +113,17 @@ class Store {
   // The user's events, oldest first, at most `limit` of them starting after version
   // `after_version`. Definition streams can be read with definition_stream_id(key).
   [[nodiscard]] std::vector<RecordedEvent> history(std::string_view user, std::int64_t limit = 1000,
-                                                   std::int64_t after_version = 0);
+                                                   std::int64_t after_version = 0,
+                                                   const ReadOptions& read = {});
 
   // The stream's current version, 0 when it has no events.
-  [[nodiscard]] std::int64_t version(std::string_view user);
+  [[nodiscard]] std::int64_t version(std::string_view user, const ReadOptions& read = {});
 
   // One page of the audit trail: the events matching every filter of query, newest or oldest
   // first, with the cursor of the next page (absent at the end). Pages never repeat or skip an
   // event while writers append (audit.hpp). Throws ValidationError naming the field for a bad
   // filter, limit or cursor (also a cursor of other filters); UnavailableError. Read-only.
-  [[nodiscard]] AuditPage audit(const AuditQuery& query);
+  [[nodiscard]] AuditPage audit(const AuditQuery& query, const ReadOptions& read = {});
 
   // --- time travel (see as_of.hpp for what a moment includes) ---
 
@@ -126,21 +131,23 @@ class Store {
   // the events after it (the cost grows with those events, not with the history). Snapshots
   // found unusable are listed in bad_snapshots and rewritten from the events (best effort: a
   // failure to rewrite is not an error of the read).
-  [[nodiscard]] storage::StreamState state_as_of(std::string_view user, const AsOf& as_of);
+  [[nodiscard]] storage::StreamState state_as_of(std::string_view user, const AsOf& as_of,
+                                                 const ReadOptions& read = {});
 
   // get() and get_all() as of a moment: the user's values then, and for other keys the default
   // of the key's current definition.
   [[nodiscard]] std::optional<Value> get(std::string_view user, std::string_view key,
-                                         const AsOf& as_of);
+                                         const AsOf& as_of, const ReadOptions& read = {});
   [[nodiscard]] std::map<std::string, ResolvedPreference> get_all(std::string_view user,
-                                                                  const AsOf& as_of);
+                                                                  const AsOf& as_of,
+                                                                  const ReadOptions& read = {});
 
   // What changed between two moments (from before to): per key, the values at both moments,
   // how many events touched it and the last one's time, actor and reason. Keys that changed
   // and came back are left out unless include_unchanged. Throws ValidationError when `to` is
   // before `from`.
   [[nodiscard]] StateDiff diff(std::string_view user, const AsOf& from, const AsOf& to,
-                               bool include_unchanged = false);
+                               bool include_unchanged = false, const ReadOptions& read = {});
 
   // Point-in-time restore: appends one PreferencesRestored event that puts the user's
   // preferences (or options.keys) back as they were at `to`; the history in between stays and

@@ -13,6 +13,7 @@
 #include "prefstore/retry_policy.hpp"
 #include "prefstore/storage/connection_pool.hpp"
 #include "prefstore/storage/local_server.hpp"
+#include "prefstore/storage/standby_router.hpp"
 
 namespace prefstore {
 
@@ -58,6 +59,24 @@ struct StoreOptions {
   // docs/performance.md. Turn it on when projection lag must stay well under the poll interval
   // and writes are few.
   bool announce_appends = false;
+  // Streaming standbys that may serve reads (get, get_all, history, version, audit, the as-of
+  // reads): see storage/standby_router.hpp and docs/scaling.md. Writes, projectors and
+  // migrations always use database_url, the primary. Default: none (PREFSTORE_STANDBY_URLS,
+  // space-separated, fills urls when this is left empty).
+  storage::StandbyOptions standbys;
+  // Whether writes return AppendResult::consistency_token (one short statement more per write,
+  // after the commit). Default std::nullopt: on when standbys are configured. Turn it on in a
+  // service without standbys whose tokens are read by one with standbys.
+  std::optional<bool> consistency_tokens;
+};
+
+// How a read may be served when the store has standbys (StoreOptions::standbys).
+struct ReadOptions {
+  // The read must see every write up to this token (AppendResult::consistency_token): a standby
+  // serves it only once it has replayed the token's position (waiting up to
+  // StandbyOptions::token_wait), else the primary does. Default none: any standby whose replay
+  // lag is within StandbyOptions::max_lag may serve it (possibly missing the latest writes).
+  std::optional<ConsistencyToken> after;
 };
 
 }  // namespace prefstore

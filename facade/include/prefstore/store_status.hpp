@@ -12,6 +12,7 @@
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/connection_pool.hpp"
 #include "prefstore/storage/database_status.hpp"
+#include "prefstore/storage/standby_router.hpp"
 
 namespace prefstore {
 
@@ -56,6 +57,10 @@ struct StoreStatus {
   std::vector<ProjectionStatus> projections;
   storage::PoolStats pool;
   std::size_t pool_max = 0;
+  // The standbys that may serve reads (StoreOptions::standbys), each just asked for its replay
+  // position and lag. A standby that is down or too far behind is skipped by reads (the primary
+  // serves them), so it does not make the store unhealthy; its problem says why.
+  std::vector<storage::StandbyStatus> standbys;
   // The verdict: problems empty means healthy.
   std::vector<std::string> problems;
 

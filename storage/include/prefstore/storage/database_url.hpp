@@ -18,6 +18,10 @@ namespace prefstore::storage {
 // PGUSER or PGSERVICE is set; std::nullopt when none is, meaning "use the local server".
 [[nodiscard]] std::optional<std::string> configured_database_url();
 
+// The standbys the environment names: PREFSTORE_STANDBY_URLS, connection strings (URIs or
+// key=value) separated by ';', blanks around each ignored. Empty when unset.
+[[nodiscard]] std::vector<std::string> configured_standby_urls();
+
 // The connection string with every password replaced by "***", in URI form
 // (postgresql://user:secret@host/db?password=secret) and key=value form (password='se cret').
 // Safe for messages and logs. Never throws.

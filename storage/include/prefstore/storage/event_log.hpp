@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "prefstore/consistency_token.hpp"
 #include "prefstore/event.hpp"
 #include "prefstore/storage/connection_pool.hpp"
 #include "prefstore/storage/unit_of_work.hpp"
@@ -47,6 +48,10 @@ struct AppendResult {
   std::int64_t global_position = 0;  // global_position of the append's last event
   Timestamp recorded_at{};           // when the events were recorded (database clock)
   bool duplicate = false;  // true when every event id was already stored: nothing was written
+  // Where the write's commit ended in the primary's WAL, for reading it back from a standby
+  // (read-your-writes). Set when the log was asked for tokens (set_consistency_tokens), also on
+  // a duplicate (the original write is committed before it).
+  std::optional<ConsistencyToken> consistency_token;
 };
 
 // A place in the log for commit-safe readers: the (transaction_id, global_position) pair of the
@@ -89,6 +94,11 @@ class EventLog {
   // included); measured in docs/performance.md. Requires: called before the log is shared
   // between threads.
   void set_announce(bool announce) noexcept;
+
+  // Whether later append() calls return a ConsistencyToken: one statement more after the commit,
+  // on the same connection (pg_current_wal_insert_lsn(), which is past the commit record then).
+  // Default false. Requires: called before the log is shared between threads.
+  void set_consistency_tokens(bool tokens) noexcept;
 
   // Appends events to one stream, checks the expected version under the stream's row lock,
   // records them with the database clock (never decreasing within the stream), and updates
@@ -149,6 +159,8 @@ class EventLog {
                              std::int64_t page_size = 1000);
 
  private:
+  // result, with its consistency token when the log was asked for tokens.
+  AppendResult with_token(const PooledConnection& handle, AppendResult result) const;
   LogPosition read_log(LogPosition after, std::int64_t max_count, bool commit_safe,
                        const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
                        std::int64_t page_size);
@@ -156,6 +168,7 @@ class EventLog {
   ConnectionPool& m_pool;
   InlineHook m_inline;
   bool m_announce = false;
+  bool m_tokens = false;
 };
 
 }  // namespace prefstore::storage

@@ -1,0 +1,243 @@
+// Read replicas with read-your-writes (the scale-out issue, point 1), against a real primary and
+// a streaming standby made with pg_basebackup from it. Run by `make test-scale`.
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "prefstore/errors.hpp"
+#include "prefstore/store.hpp"
+#include "test_cluster.hpp"
+
+namespace prefstore {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TestCluster;
+
+// A hot standby streaming from the test cluster, on its own socket folder and port.
+class Standby {
+ public:
+  static Standby& instance() {
+    static Standby standby;
+    return standby;
+  }
+
+  [[nodiscard]] std::string url(const std::string& database) const {
+    return "host=" + m_dir.string() + " port=" + std::to_string(kPort) +
+           " user=postgres dbname=" + database;
+  }
+
+  void stop() { run(pg_ctl() + " -D " + data() + " -m fast -w stop"); }
+  void start() {
+    run(pg_ctl() + " -D " + data() + " -l " + (m_dir / "server.log").string() +
+        " -w -t 60 start -o \"-p " + std::to_string(kPort) + " -k " + m_dir.string() +
+        " -c listen_addresses='' -c hot_standby=on\"");
+  }
+
+  ~Standby() {
+    testing::run_shell(pg_ctl() + " -D " + data() + " -m immediate -w stop");
+    std::error_code ec;
+    fs::remove_all(m_dir, ec);
+  }
+
+ private:
+  static constexpr int kPort = 5499;
+
+  Standby() {
+    storage::LocalServer& primary = TestCluster::instance().server();
+    m_bin = primary.options().bin_dir;
+    m_dir = testing::make_temp_dir("prefstore-standby");
+    if (::geteuid() == 0) run("chown " + primary.options().run_as_user + " " + m_dir.string());
+    run(as_server_user() + (m_bin / "pg_basebackup").string() + " -h " +
+        primary.socket_dir().string() + " -p " + std::to_string(primary.options().port) +
+        " -U postgres -D " + data() + " -R -X stream -c fast");
+    start();
+  }
+
+  [[nodiscard]] std::string as_server_user() const {
+    return ::geteuid() == 0
+               ? "runuser -u " + TestCluster::instance().server().options().run_as_user + " -- "
+               : "";
+  }
+  [[nodiscard]] std::string pg_ctl() const {
+    return as_server_user() + (m_bin / "pg_ctl").string();
+  }
+  [[nodiscard]] std::string data() const { return (m_dir / "data").string(); }
+
+  static void run(const std::string& command) {
+    const auto r = testing::run_shell(command);
+    if (r.exit_code != 0) {
+      throw std::runtime_error("`" + command + "` failed (" + std::to_string(r.exit_code) +
+                               "): " + r.output);
+    }
+  }
+
+  fs::path m_bin;
+  fs::path m_dir;
+};
+
+std::string database_of(const std::string& url) {
+  return url.substr(url.rfind("dbname=") + 7);
+}
+
+PreferenceDefinition meeting_length() {
+  PreferenceDefinition d;
+  d.key = "calendar.default_meeting_minutes";
+  d.type = ValueType::integer;
+  d.default_value = std::int64_t{30};
+  d.constraints.min = 5;
+  d.constraints.max = 480;
+  return d;
+}
+
+StoreOptions with_standby(const std::string& primary_url) {
+  StoreOptions o;
+  o.database_url = primary_url;
+  o.standbys.urls = {Standby::instance().url(database_of(primary_url))};
+  o.standbys.token_wait = std::chrono::milliseconds(5000);
+  o.standbys.refresh_interval = std::chrono::milliseconds(50);
+  o.standbys.down_for = std::chrono::milliseconds(200);
+  return o;
+}
+
+double counter_in(const std::string& metrics, const std::string& series) {
+  const auto at = metrics.find(series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(metrics.substr(at + series.size() + 1));
+}
+
+TEST(Replicas, EveryWriteReturnsATokenAndATokenReadSeesItsWrite) {
+  Standby::instance();
+  Store store(with_standby(TestCluster::instance().fresh_database()));
+  (void)store.define(meeting_length());
+  int served_by_standby_before = 0;
+  for (int i = 0; i < 40; ++i) {
+    const auto written =
+        store.set("ada@example.com", "calendar.default_meeting_minutes", std::int64_t{10 + i});
+    ASSERT_TRUE(written.consistency_token.has_value());
+    const auto read = store.get("ada@example.com", "calendar.default_meeting_minutes",
+                                ReadOptions{written.consistency_token});
+    ASSERT_EQ(read, Value(std::int64_t{10 + i})) << "stale read " << i;
+  }
+  const std::string metrics = store.metrics();
+  const double by_standby = counter_in(metrics, "prefstore_reads_total{server=\"standby\"}");
+  std::cout << "40 token reads: " << by_standby << " served by the standby, "
+            << counter_in(metrics, "prefstore_reads_total{server=\"primary\"}")
+            << " by the primary\n";
+  EXPECT_GT(by_standby, served_by_standby_before);
+}
+
+// Model-based: random writes of several users, each followed at random by reads given the
+// write's token; a read must never miss a write it holds a token for.
+RC_GTEST_PROP(Replicas, TokenReadsAreNeverStale, ()) {
+  static Store* store = [] {
+    auto* s = new Store(with_standby(TestCluster::instance().fresh_database()));
+    const auto defined = s->define(meeting_length());
+    // Reads without a token may go to the standby at once: let it replay the new schema first.
+    (void)s->version("nobody@example.com", ReadOptions{defined.consistency_token});
+    return s;
+  }();
+  static int run = 0;
+  ++run;
+  std::map<std::string, std::int64_t> model;
+  std::map<std::string, ConsistencyToken> tokens;
+  const auto steps = *rc::gen::inRange(1, 25);
+  int stale = 0;
+  for (int i = 0; i < steps; ++i) {
+    const std::string user = "user" + std::to_string(*rc::gen::inRange(0, 4)) + "-run" +
+                             std::to_string(run) + "@example.com";
+    if (*rc::gen::arbitrary<bool>()) {
+      const auto minutes = *rc::gen::inRange<std::int64_t>(5, 481);
+      const auto r = store->set(user, "calendar.default_meeting_minutes", minutes);
+      RC_ASSERT(r.consistency_token.has_value());
+      model[user] = minutes;
+      tokens[user] = *r.consistency_token;
+    } else {
+      const auto token = tokens.count(user) ? std::optional(tokens[user]) : std::nullopt;
+      const auto got = store->get(user, "calendar.default_meeting_minutes", ReadOptions{token});
+      const Value expected = model.count(user) ? Value(model[user]) : Value(std::int64_t{30});
+      if (token && got != expected) ++stale;
+    }
+  }
+  RC_ASSERT(stale == 0);
+}
+
+TEST(Replicas, AWriteOnAStandbyFailsNamingTheStandby) {
+  const std::string primary = TestCluster::instance().fresh_database();
+  {
+    StoreOptions migrate;
+    migrate.database_url = primary;
+    Store store(migrate);
+  }
+  // Let the standby replay the new database's schema.
+  StoreOptions o;
+  o.database_url = Standby::instance().url(database_of(primary));
+  o.migrate_on_open = false;
+  o.retry.max_attempts = 1;
+  o.strict = false;
+  for (int i = 0; i < 100; ++i) {
+    try {
+      Store probe(o);
+      (void)probe.version("probe");
+      break;
+    } catch (const Error&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  Store on_standby(o);
+  try {
+    (void)on_standby.set("ada@example.com", "calendar.timezone", std::string("Europe/Berlin"));
+    FAIL() << "a write on a standby succeeded";
+  } catch (const UnavailableError& e) {
+    EXPECT_NE(std::string(e.what()).find("read-only standby"), std::string::npos) << e.what();
+    EXPECT_EQ(e.sqlstate(), "25006");
+  }
+}
+
+TEST(Replicas, AStoppedStandbyIsSkippedAndReadsFallBackToThePrimary) {
+  Store store(with_standby(TestCluster::instance().fresh_database()));
+  (void)store.define(meeting_length());
+  const auto w =
+      store.set("grace@example.com", "calendar.default_meeting_minutes", std::int64_t{45});
+  ASSERT_EQ(store.get("grace@example.com", "calendar.default_meeting_minutes",
+                      ReadOptions{w.consistency_token}),
+            Value(std::int64_t{45}));
+  auto status = store.status();
+  ASSERT_EQ(status.standbys.size(), 1u);
+  EXPECT_TRUE(status.standbys[0].usable) << status.standbys[0].problem;
+  EXPECT_GE(status.standbys[0].lag_bytes, 0);
+  std::cout << "standby lag: " << status.standbys[0].lag_bytes << " bytes, "
+            << status.standbys[0].lag_seconds << " s\n";
+
+  Standby::instance().stop();
+  for (int i = 0; i < 20; ++i) {
+    const auto wi =
+        store.set("grace@example.com", "calendar.default_meeting_minutes", std::int64_t{50 + i});
+    EXPECT_EQ(store.get("grace@example.com", "calendar.default_meeting_minutes",
+                        ReadOptions{wi.consistency_token}),
+              Value(std::int64_t{50 + i}));
+    EXPECT_EQ(store.get_all("grace@example.com").at("calendar.default_meeting_minutes").value,
+              Value(std::int64_t{50 + i}));
+  }
+  status = store.status();
+  EXPECT_FALSE(status.standbys[0].usable);
+  EXPECT_FALSE(status.standbys[0].problem.empty());
+  std::cout << "standby stopped: " << status.standbys[0].problem << "\n";
+  EXPECT_NE(store.metrics().find("prefstore_standby_usable{standby="), std::string::npos);
+
+  Standby::instance().start();
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    back = store.status().standbys[0].usable;
+  }
+  EXPECT_TRUE(back) << "the standby was not used again after its restart";
+}
+
+}  // namespace
+}  // namespace prefstore
