@@ -25,9 +25,12 @@ test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -LE scale $(CTEST_FLAGS)
 
 # The scale-out tests (label "scale"): a primary with a streaming standby (read-your-writes with
-# consistency tokens, a standby stopped and restarted, a write refused by a standby). Prints
-# what each test counted. Citus (distributed mode) is not covered yet: see docs/scaling.md.
+# consistency tokens, a standby stopped and restarted, a write refused by a standby), and a Citus
+# coordinator with two workers (distributed migration, single-shard plans, the model-based
+# property, a worker stopped and restarted). Builds and installs Citus first (about a minute,
+# once). Prints what each test counted.
 test-scale: build
+	@bash scripts/install-citus.sh
 	@cd $(BUILD_DIR) && ctest --output-on-failure -V -L scale $(CTEST_FLAGS)
 
 # The long form of the fault-injection tests (ten times the cycles of `make test`'s short form):

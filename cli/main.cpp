@@ -51,9 +51,10 @@ void print_result(const std::string& what, const prefstore::AppendResult& r) {
 
 // --- commands -------------------------------------------------------------------------------
 
-int run_migrate(bool status_only) {
+int run_migrate(bool status_only, bool distributed) {
   auto options = store_options(false, Task::migrate);
   options.migrate_on_open = false;
+  options.distributed = distributed;
   prefstore::Store store(options);
   std::cout << "database: " << store.redacted_database_url()
             << (store.uses_local_server() ? " (prefstore's local server)" : "") << "\n";
@@ -486,6 +487,10 @@ int main(int argc, char** argv) {
   bool status_only = false;
   auto* migrate = app.add_subcommand("migrate", "Apply pending schema migrations");
   migrate->add_flag("--status", status_only, "List every migration and its state; change nothing");
+  bool distributed = false;
+  migrate->add_flag("--distributed", distributed,
+                    "Citus: also distribute the per-user tables by user and make the shared ones "
+                    "reference tables (run it on the coordinator, after every upgrade too)");
 
   std::string local_action;
   auto* local = app.add_subcommand("local", "Manage prefstore's own local PostgreSQL server");
@@ -624,7 +629,7 @@ int main(int argc, char** argv) {
     if (auto code = erase.run()) return *code;
     if (auto code = compact.run()) return *code;
     if (auto code = observe.run()) return *code;
-    if (migrate->parsed()) return run_migrate(status_only);
+    if (migrate->parsed()) return run_migrate(status_only, distributed);
     if (local->parsed()) return run_local(local_action);
     if (set->parsed()) return run_set(open_mode, user, key, value_text, set_flags);
     if (reset->parsed()) return run_reset(open_mode, user, key, reset_flags);

@@ -19,6 +19,7 @@
 #include "prefstore/storage/current_state.hpp"
 #include "prefstore/storage/database_status.hpp"
 #include "prefstore/storage/database_url.hpp"
+#include "prefstore/storage/distribution.hpp"
 #include "prefstore/storage/event_log.hpp"
 #include "prefstore/storage/snapshots.hpp"
 #include "prefstore/storage/standby_router.hpp"
@@ -830,8 +831,13 @@ VerifyReport Store::verify(const VerifyOptions& options) {
 
 std::vector<storage::MigrationStatus> Store::migrate() {
   std::vector<storage::MigrationStatus> applied;
+  const auto run = [&](storage::ConnectionPool& pool) {
+    if (m_impl->options.distributed) storage::prepare_distribution(pool);
+    applied = storage::MigrationRunner(pool).migrate();
+    if (m_impl->options.distributed) storage::distribute(pool);
+  };
   if (m_impl->options.pool.role.empty()) {
-    applied = storage::MigrationRunner(*m_impl->pool).migrate();
+    run(*m_impl->pool);
   } else {
     // Migrations run with the login role's privileges (the runner hands later files to
     // prefstore_owner itself), and on a fresh database the pool's role does not exist yet.
@@ -839,7 +845,7 @@ std::vector<storage::MigrationStatus> Store::migrate() {
     own.role.clear();
     own.max_size = 1;
     storage::ConnectionPool pool(own);
-    applied = storage::MigrationRunner(pool).migrate();
+    run(pool);
   }
   for (const auto& m : applied) {
     prefstore::log(LogLevel::info, "migration_applied",

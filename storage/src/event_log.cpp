@@ -135,6 +135,11 @@ constexpr const char* kFromStreamsSql = R"sql(
 FROM s JOIN last ON last.stream_id = s.stream_id
 )sql";
 
+// Distributed mode (Citus, storage/distribution.hpp): one user's append as one call of the
+// function that Citus runs on the worker holding the user's shard; same result columns.
+constexpr const char* kDistributedAppendSql =
+    "SELECT * FROM prefstore.append_to_stream($1, $2::jsonb, $3::jsonb, $4::bigint)";
+
 // Which of a batch's event ids are stored already, and whether with the same content.
 constexpr const char* kFindStoredSql = R"sql(
 SELECT t.ord, ev.stream_version, ev.global_position,
@@ -431,6 +436,20 @@ void EventLog::set_announce(bool announce) noexcept {
   m_announce = announce;
 }
 
+bool EventLog::is_distributed(const PooledConnection& handle) {
+  const int known = m_distributed.load(std::memory_order_relaxed);
+  if (known >= 0) return known == 1;
+  pqxx::nontransaction tx(detail::native(handle));
+  const bool yes = tx.exec(
+                         "SELECT pg_catalog.to_regprocedure("
+                         "'prefstore.append_to_stream(text, jsonb, jsonb, bigint)') IS NOT NULL")
+                       .at(0)
+                       .at(0)
+                       .as<bool>();
+  m_distributed.store(yes ? 1 : 0, std::memory_order_relaxed);
+  return yes;
+}
+
 void EventLog::set_consistency_tokens(bool tokens) noexcept {
   m_tokens = tokens;
 }
@@ -531,7 +550,17 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
   std::optional<AppendResult> landed;
   try {
     pqxx::result r;
+    const bool distributed = is_distributed(handle);
     auto run = [&](pqxx::transaction_base& tx) {
+      if (distributed) {
+        const std::int64_t expected_arg =
+            expected.kind == ExpectedVersion::Kind::any
+                ? -1
+                : (expected.kind == ExpectedVersion::Kind::no_stream ? 0 : expected.version);
+        return detail::exec_statement(tx, handle, "prefstore_append_to_stream",
+                                      kDistributedAppendSql, std::string(stream_id), events_json,
+                                      changes_json, expected_arg);
+      }
       return expected.kind == ExpectedVersion::Kind::exact
                  ? detail::exec_statement(tx, handle, name, sql, events_json, changes_json,
                                           expected.version)
@@ -563,6 +592,15 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
     if (!is_event_id_violation(e)) detail::rethrow_translated(context);
     stored_ids_conflict = true;
   } catch (const pqxx::broken_connection& e) {
+    if (conn.is_open()) {
+      // The server answered with a connection-class error (SQLSTATE 08...): in distributed mode,
+      // a Citus worker the statement needs is unreachable. The statement failed as a whole.
+      throw UnavailableError(context +
+                                 ": a node of the database is unreachable, nothing was "
+                                 "written; retry when it is back: " +
+                                 redact_conninfo(e.what()),
+                             "08006");
+    }
     throw CommitInDoubtError(
         context + ": the connection was lost while the append ran, so it " +
         "may or may not have landed; retry with the same event ids: " + redact_conninfo(e.what()));

@@ -9,6 +9,7 @@
 #include <map>
 #include <thread>
 
+#include "calendar_definitions.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/store.hpp"
 #include "test_cluster.hpp"
@@ -17,6 +18,7 @@ namespace prefstore {
 namespace {
 
 namespace fs = std::filesystem;
+using scale_test::meeting_length;
 using testing::TestCluster;
 
 // A hot standby streaming from the test cluster, on its own socket folder and port.
@@ -51,6 +53,8 @@ class Standby {
   Standby() {
     storage::LocalServer& primary = TestCluster::instance().server();
     m_bin = primary.options().bin_dir;
+    // Kept here: the test cluster is shut down before this object is destroyed.
+    m_run_as = ::geteuid() == 0 ? "runuser -u " + primary.options().run_as_user + " -- " : "";
     m_dir = testing::make_temp_dir("prefstore-standby");
     if (::geteuid() == 0) run("chown " + primary.options().run_as_user + " " + m_dir.string());
     run(as_server_user() + (m_bin / "pg_basebackup").string() + " -h " +
@@ -59,11 +63,7 @@ class Standby {
     start();
   }
 
-  [[nodiscard]] std::string as_server_user() const {
-    return ::geteuid() == 0
-               ? "runuser -u " + TestCluster::instance().server().options().run_as_user + " -- "
-               : "";
-  }
+  [[nodiscard]] std::string as_server_user() const { return m_run_as; }
   [[nodiscard]] std::string pg_ctl() const {
     return as_server_user() + (m_bin / "pg_ctl").string();
   }
@@ -79,20 +79,11 @@ class Standby {
 
   fs::path m_bin;
   fs::path m_dir;
+  std::string m_run_as;  // "runuser -u <server user> -- " when root, else ""
 };
 
 std::string database_of(const std::string& url) {
   return url.substr(url.rfind("dbname=") + 7);
-}
-
-PreferenceDefinition meeting_length() {
-  PreferenceDefinition d;
-  d.key = "calendar.default_meeting_minutes";
-  d.type = ValueType::integer;
-  d.default_value = std::int64_t{30};
-  d.constraints.min = 5;
-  d.constraints.max = 480;
-  return d;
 }
 
 StoreOptions with_standby(const std::string& primary_url) {

@@ -59,6 +59,12 @@ struct StoreOptions {
   // docs/performance.md. Turn it on when projection lag must stay well under the poll interval
   // and writes are few.
   bool announce_appends = false;
+  // Distributed mode on Citus (docs/scaling.md): migrate() (and migrate_on_open) first prepares
+  // the coordinator (the citus extension, LOGIN on prefstore's roles), then distributes the
+  // per-user tables by stream_id and makes the shared ones reference tables. Requires a Citus
+  // coordinator with workers as database_url. Default false. A store that is distributed
+  // already is used as such whatever this says; this only decides what migrate() does.
+  bool distributed = false;
   // Streaming standbys that may serve reads (get, get_all, history, version, audit, the as-of
   // reads): see storage/standby_router.hpp and docs/scaling.md. Writes, projectors and
   // migrations always use database_url, the primary. Default: none (PREFSTORE_STANDBY_URLS,

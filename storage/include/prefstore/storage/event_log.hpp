@@ -7,6 +7,7 @@
 // from the pool).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -161,6 +162,8 @@ class EventLog {
  private:
   // result, with its consistency token when the log was asked for tokens.
   AppendResult with_token(const PooledConnection& handle, AppendResult result) const;
+  // Whether the database is in distributed mode (prefstore.append_to_stream exists); asked once.
+  bool is_distributed(const PooledConnection& handle);
   LogPosition read_log(LogPosition after, std::int64_t max_count, bool commit_safe,
                        const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
                        std::int64_t page_size);
@@ -169,6 +172,7 @@ class EventLog {
   InlineHook m_inline;
   bool m_announce = false;
   bool m_tokens = false;
+  std::atomic<int> m_distributed{-1};  // -1 not asked yet, 0 single server, 1 distributed
 };
 
 }  // namespace prefstore::storage

@@ -1,0 +1,40 @@
+// Distributed mode on Citus: prefstore's per-user tables become Citus tables distributed by
+// stream_id and co-located, so that every statement for one user runs on one shard; the
+// shared tables become reference tables. See docs/scaling.md.
+// Thread-safety: free functions; each takes its own connection from the pool.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "prefstore/storage/connection_pool.hpp"
+
+namespace prefstore::storage {
+
+// Prepares a Citus coordinator for prefstore's migrations: creates the citus extension when it
+// is missing (a superuser's job) and prefstore's three roles with LOGIN (Citus opens its
+// connections to the workers as the current role, so roles that sessions switch to with SET
+// ROLE must be able to log in there; the workers' pg_hba.conf decides how). Idempotent. Throws
+// UsageError when the citus library is not loaded (shared_preload_libraries) or no worker is
+// registered, PermissionError when the login role may not create the extension or roles.
+void prepare_distribution(ConnectionPool& pool);
+
+// After the migrations: distributes streams, events, preferences_current, snapshots and
+// preference_value_holders by stream_id (co-located with streams), makes
+// preference_definitions, preference_value_counts, projection_checkpoints and backup_history
+// reference tables, and installs the single-shard append function (prefstore.append_to_stream,
+// run on the worker holding the user's shard). Existing rows move to the shards. Idempotent:
+// run it after every migration of a distributed store (`prefstore migrate --distributed`).
+void distribute(ConnectionPool& pool);
+
+// What distribute() has done in the database.
+struct DistributionStatus {
+  bool citus = false;                           // the citus extension is installed
+  std::vector<std::string> distributed_tables;  // prefstore's tables distributed by stream_id
+  std::vector<std::string> reference_tables;    // prefstore's reference tables
+  int workers = 0;                              // active worker nodes
+};
+[[nodiscard]] DistributionStatus distribution_status(ConnectionPool& pool);
+
+}  // namespace prefstore::storage

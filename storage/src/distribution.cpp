@@ -1,0 +1,227 @@
+#include "prefstore/storage/distribution.hpp"
+
+#include "error_translation.hpp"
+#include "pq_access.hpp"
+#include "prefstore/errors.hpp"
+
+namespace prefstore::storage {
+namespace {
+
+// Before the migrations: the extension, and the roles with LOGIN (created here when missing;
+// migration 0001 creates them only when they do not exist, so it keeps these).
+constexpr const char* kPrepareSql = R"sql(
+DO $prepare$
+DECLARE
+    r text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+        CREATE EXTENSION citus;
+    END IF;
+    FOREACH r IN ARRAY ARRAY['prefstore_owner', 'prefstore_writer', 'prefstore_reader'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I LOGIN', r);
+        ELSIF NOT (SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE format('ALTER ROLE %I LOGIN', r);
+        END IF;
+    END LOOP;
+END
+$prepare$;
+)sql";
+
+// The single-shard append: one user's events, its streams row and its current-state rows in
+// one call, which Citus runs on the worker holding the user's shard (create_distributed_function
+// by p_stream_id). The same contract as the single-server append statement of event_log.cpp:
+// p_events and p_changes as there, p_expected -1 for any version, 0 for no stream, N for
+// exactly N; one row (stream, new version, last position, recorded_at in microseconds), none
+// when the version check fails. Citus accepts only immutable functions in the SET of an
+// upsert on a distributed table, so the clock is read into variables first.
+constexpr const char* kAppendFunctionSql = R"sql(
+CREATE OR REPLACE FUNCTION prefstore.append_to_stream(
+    p_stream_id text, p_events jsonb, p_changes jsonb, p_expected bigint)
+    RETURNS TABLE (stream_id text, new_version bigint, last_position bigint,
+                   recorded_micros bigint)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $function$
+#variable_conflict use_column
+DECLARE
+    n bigint := jsonb_array_length(p_events);
+    v bigint;
+    rec timestamptz;
+    positions bigint[];
+    reset_keys text[];
+    now_ts timestamptz := now();
+    clock_ts timestamptz := clock_timestamp();
+BEGIN
+    IF p_expected < 0 THEN
+        INSERT INTO prefstore.streams AS st
+               (stream_id, version, created_at, updated_at, last_recorded_at)
+        VALUES (p_stream_id, n, now_ts, now_ts, clock_ts)
+        ON CONFLICT (stream_id) DO UPDATE
+            SET version = st.version + excluded.version, updated_at = excluded.updated_at,
+                last_recorded_at = greatest(excluded.last_recorded_at, st.last_recorded_at)
+        RETURNING st.version, st.last_recorded_at INTO v, rec;
+    ELSIF p_expected = 0 THEN
+        INSERT INTO prefstore.streams AS st
+               (stream_id, version, created_at, updated_at, last_recorded_at)
+        VALUES (p_stream_id, n, now_ts, now_ts, clock_ts)
+        ON CONFLICT (stream_id) DO NOTHING
+        RETURNING st.version, st.last_recorded_at INTO v, rec;
+    ELSE
+        UPDATE prefstore.streams AS st
+        SET version = st.version + n, updated_at = now_ts,
+            last_recorded_at = greatest(clock_ts, st.last_recorded_at)
+        WHERE st.stream_id = p_stream_id AND st.version = p_expected
+        RETURNING st.version, st.last_recorded_at INTO v, rec;
+    END IF;
+    IF v IS NULL THEN
+        RETURN;  -- the version check failed: no row
+    END IF;
+
+    WITH appended AS (
+        INSERT INTO prefstore.events (stream_id, stream_version, event_id, event_type,
+                                      schema_version, payload, metadata, recorded_at)
+        SELECT p_stream_id, v - n + t.ord, (t.x->>'event_id')::uuid, t.x->>'event_type',
+               (t.x->>'schema_version')::integer, t.x->'payload', t.x->'metadata', rec
+        FROM jsonb_array_elements(p_events) WITH ORDINALITY AS t(x, ord)
+        ORDER BY t.ord
+        RETURNING stream_version, global_position
+    )
+    SELECT array_agg(global_position ORDER BY stream_version) INTO positions FROM appended;
+
+    INSERT INTO prefstore.preferences_current AS p
+           (stream_id, key, value_type, value, version, updated_at, updated_by, last_position)
+    SELECT p_stream_id, c->>'key', c->>'type', c->'value', v - n + (c->>'ord')::bigint, rec,
+           NULLIF(c->>'actor', ''), positions[(c->>'ord')::bigint]
+    FROM jsonb_array_elements(p_changes) AS c
+    WHERE c ? 'value'
+    ON CONFLICT (stream_id, key) DO UPDATE
+        SET value_type = excluded.value_type, value = excluded.value, version = excluded.version,
+            updated_at = excluded.updated_at, updated_by = excluded.updated_by,
+            last_position = excluded.last_position;
+
+    SELECT array_agg(c->>'key') INTO reset_keys
+    FROM jsonb_array_elements(p_changes) AS c WHERE NOT c ? 'value';
+    IF reset_keys IS NOT NULL THEN
+        DELETE FROM prefstore.preferences_current
+        WHERE stream_id = p_stream_id AND key = ANY (reset_keys);
+    END IF;
+
+    RETURN QUERY SELECT p_stream_id, v, positions[n], (extract(epoch FROM rec) * 1000000)::bigint;
+END
+$function$;
+COMMENT ON FUNCTION prefstore.append_to_stream(text, jsonb, jsonb, bigint) IS
+    'Distributed mode (Citus): appends one user''s events with its streams row and current '
+    'state, on the worker holding the user''s shard. Created by prefstore migrate --distributed.';
+)sql";
+
+// Distributes what is not yet distributed; each call of Citus runs only when needed.
+constexpr const char* kDistributeSql = R"sql(
+DO $distribute$
+DECLARE
+    t text;
+BEGIN
+    -- Triggers on distributed tables (the append-only and hash-chain triggers of events) need
+    -- this setting, in this session and in every later one of the database.
+    SET LOCAL citus.enable_unsafe_triggers = on;
+    EXECUTE format('ALTER DATABASE %I SET citus.enable_unsafe_triggers = on', current_database());
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                   WHERE logicalrelid = 'prefstore.streams'::regclass) THEN
+        PERFORM create_distributed_table('prefstore.streams', 'stream_id');
+    END IF;
+    FOREACH t IN ARRAY ARRAY['prefstore.events', 'prefstore.preferences_current',
+                             'prefstore.snapshots', 'prefstore.preference_value_holders'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                       WHERE logicalrelid = t::regclass) THEN
+            PERFORM create_distributed_table(t, 'stream_id', colocate_with => 'prefstore.streams');
+        END IF;
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['prefstore.preference_definitions',
+                             'prefstore.preference_value_counts',
+                             'prefstore.projection_checkpoints', 'prefstore.backup_history'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                       WHERE logicalrelid = t::regclass) THEN
+            PERFORM create_reference_table(t);
+        END IF;
+    END LOOP;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_object
+                   WHERE objid = 'prefstore.append_to_stream(text, jsonb, jsonb, bigint)'::regprocedure
+                     AND distribution_argument_index IS NOT NULL) THEN
+        PERFORM create_distributed_function(
+            'prefstore.append_to_stream(text, jsonb, jsonb, bigint)', 'p_stream_id',
+            colocate_with => 'prefstore.streams');
+    END IF;
+END
+$distribute$;
+)sql";
+
+}  // namespace
+
+void prepare_distribution(ConnectionPool& pool) {
+  auto handle = pool.acquire();
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    const auto loaded = tx.exec(
+        "SELECT 'citus' = ANY (string_to_array(replace(current_setting("
+        "'shared_preload_libraries'), ' ', ''), ','))");
+    if (!loaded.at(0).at(0).as<bool>()) {
+      throw UsageError(
+          "distributed mode needs Citus: the server does not load it (add citus to "
+          "shared_preload_libraries and restart it; Citus is installed from its package "
+          "repository, or by scripts/install-citus.sh here)");
+    }
+    tx.exec(kPrepareSql);
+    const auto workers = tx.exec("SELECT count(*) FROM pg_catalog.citus_get_active_worker_nodes()");
+    if (workers.at(0).at(0).as<std::int64_t>() == 0) {
+      throw UsageError(
+          "distributed mode needs Citus workers: none is registered on this coordinator "
+          "(SELECT citus_add_node(host, port) for each)");
+    }
+  } catch (...) {
+    detail::rethrow_translated("preparing the database for distributed mode (Citus)");
+  }
+}
+
+void distribute(ConnectionPool& pool) {
+  auto handle = pool.acquire();
+  try {
+    pqxx::work tx(detail::native(handle));
+    tx.exec(kAppendFunctionSql);
+    tx.exec("SELECT prefstore.assign_owner()");
+    tx.exec(kDistributeSql);
+    tx.commit();
+  } catch (...) {
+    detail::rethrow_translated("distributing prefstore's tables (Citus)");
+  }
+}
+
+DistributionStatus distribution_status(ConnectionPool& pool) {
+  DistributionStatus out;
+  auto handle = pool.acquire();
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    out.citus = tx.exec(
+                      "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = "
+                      "'citus')")
+                    .at(0)
+                    .at(0)
+                    .as<bool>();
+    if (!out.citus) return out;
+    for (const auto& row : tx.exec(
+             "SELECT logicalrelid::regclass::text, partmethod FROM pg_catalog.pg_dist_partition "
+             "WHERE logicalrelid::regclass::text LIKE 'prefstore.%' ORDER BY 1")) {
+      (row[1].as<std::string>() == "n" ? out.reference_tables : out.distributed_tables)
+          .push_back(row[0].as<std::string>());
+    }
+    out.workers =
+        static_cast<int>(tx.exec("SELECT count(*) FROM pg_catalog.citus_get_active_worker_nodes()")
+                             .at(0)
+                             .at(0)
+                             .as<std::int64_t>());
+  } catch (...) {
+    detail::rethrow_translated("reading the distribution (Citus)");
+  }
+  return out;
+}
+
+}  // namespace prefstore::storage

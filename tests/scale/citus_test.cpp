@@ -1,0 +1,244 @@
+// Distributed mode on Citus (the scale-out issue, point 2), against a real coordinator and two
+// workers on 127.0.0.1. Needs Citus installed into PostgreSQL 15 (scripts/install-citus.sh,
+// which `make test-scale` runs). Run by `make test-scale`.
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <pqxx/pqxx>
+#include <set>
+
+#include "calendar_definitions.hpp"
+#include "prefstore/errors.hpp"
+#include "prefstore/storage/distribution.hpp"
+#include "prefstore/storage/local_server.hpp"
+#include "prefstore/store.hpp"
+#include "test_cluster.hpp"
+
+namespace prefstore {
+namespace {
+
+namespace fs = std::filesystem;
+using scale_test::meeting_length;
+using scale_test::timezone;
+
+// One node: a local server on 127.0.0.1 that loads Citus and trusts local TCP connections.
+class Node {
+ public:
+  Node() {
+    m_home = testing::make_temp_dir("prefstore-citus");
+    storage::LocalServerOptions o = storage::local_server_options_from_environment();
+    o.home = m_home;
+    o.durable = false;
+    o.listen_tcp = true;
+    o.port = testing::free_port();
+    o.settings = {{"shared_preload_libraries", "citus"},
+                  {"max_prepared_transactions", "100"},
+                  {"max_connections", "200"}};
+    o.hba_lines = {"host all all 127.0.0.1/32 trust"};
+    m_server = std::make_unique<storage::LocalServer>(o);
+    m_server->start();
+    exec("CREATE EXTENSION IF NOT EXISTS citus");
+  }
+  ~Node() {
+    try {
+      m_server->stop(storage::StopMode::immediate);
+    } catch (...) {
+    }
+    std::error_code ec;
+    fs::remove_all(m_server->cluster_dir(), ec);
+    fs::remove_all(m_home, ec);
+  }
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  [[nodiscard]] int port() const { return m_server->options().port; }
+  [[nodiscard]] std::string url() const {
+    return "host=127.0.0.1 port=" + std::to_string(port()) + " user=postgres dbname=prefstore";
+  }
+  void exec(const std::string& sql) const {
+    pqxx::connection c(url());
+    pqxx::nontransaction tx(c);
+    tx.exec(sql);
+  }
+  [[nodiscard]] std::string value(const std::string& sql) const {
+    pqxx::connection c(url());
+    pqxx::nontransaction tx(c);
+    return tx.exec1(sql)[0].as<std::string>();
+  }
+  void stop() { m_server->stop(storage::StopMode::fast); }
+  void start() { m_server->start(); }
+
+ private:
+  fs::path m_home;
+  std::unique_ptr<storage::LocalServer> m_server;
+};
+
+// A coordinator and two workers, and a store migrated in distributed mode.
+class Citus {
+ public:
+  static Citus& instance() {
+    static Citus citus;
+    return citus;
+  }
+  Node coordinator;
+  Node workers[2];
+
+  StoreOptions options() const {
+    StoreOptions o;
+    o.database_url = coordinator.url();
+    o.distributed = true;
+    return o;
+  }
+
+ private:
+  Citus() {
+    coordinator.exec("SELECT citus_set_coordinator_host('127.0.0.1', " +
+                     std::to_string(coordinator.port()) + ")");
+    for (const Node& w : workers) {
+      coordinator.exec("SELECT citus_add_node('127.0.0.1', " + std::to_string(w.port()) + ")");
+    }
+  }
+};
+
+// The port of the worker holding the user's shard.
+int worker_port_of(const std::string& user) {
+  return std::stoi(Citus::instance().coordinator.value(
+      "SELECT nodeport FROM pg_catalog.citus_shards WHERE table_name = "
+      "'prefstore.streams'::regclass AND shardid = "
+      "pg_catalog.get_shard_id_for_distribution_column('prefstore.streams', " +
+      pqxx::connection(Citus::instance().coordinator.url()).quote(user) + ")"));
+}
+
+TEST(Citus, MigrateDistributedDistributesByUserAndEveryUserStatementHitsOneShard) {
+  Store store(Citus::instance().options());
+  (void)store.define(meeting_length());
+  (void)store.define(timezone());
+  const auto status = storage::distribution_status(store.pool());
+  std::cout << "distributed: " << status.distributed_tables.size()
+            << " tables, reference: " << status.reference_tables.size()
+            << " tables, workers: " << status.workers << "\n";
+  EXPECT_EQ(status.workers, 2);
+  EXPECT_EQ(
+      std::set<std::string>(status.distributed_tables.begin(), status.distributed_tables.end()),
+      (std::set<std::string>{"prefstore.events", "prefstore.preference_value_holders",
+                             "prefstore.preferences_current", "prefstore.snapshots",
+                             "prefstore.streams"}));
+  EXPECT_EQ(status.reference_tables.size(), 4u);
+
+  (void)store.set("ada@example.com", "calendar.timezone", std::string("Europe/Berlin"));
+  EXPECT_EQ(store.get("ada@example.com", "calendar.timezone"), Value(std::string("Europe/Berlin")));
+
+  // The read of get_all: a router plan of one task.
+  const std::string plan = [&] {
+    pqxx::connection c(Citus::instance().coordinator.url());
+    pqxx::nontransaction tx(c);
+    std::string text;
+    for (const auto& row :
+         tx.exec("EXPLAIN SELECT key, value::text FROM prefstore.preferences_current WHERE "
+                 "stream_id = 'ada@example.com'")) {
+      text += row[0].as<std::string>() + "\n";
+    }
+    return text;
+  }();
+  std::cout << plan;
+  EXPECT_NE(plan.find("Task Count: 1"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("Custom Scan (Citus Adaptive)"), std::string::npos) << plan;
+}
+
+// Model-based: random sets, resets and reads of several users through the coordinator match a
+// simple in-memory model.
+RC_GTEST_PROP(Citus, TheDistributedStoreMatchesTheModel, ()) {
+  static Store* store = [] {
+    auto* s = new Store(Citus::instance().options());
+    (void)s->define(meeting_length());
+    (void)s->define(timezone());
+    return s;
+  }();
+  static int run = 0;
+  ++run;
+  std::map<std::string, std::map<std::string, Value>> model;
+  const auto steps = *rc::gen::inRange(1, 20);
+  for (int i = 0; i < steps; ++i) {
+    const std::string user = "user" + std::to_string(*rc::gen::inRange(0, 6)) + "-run" +
+                             std::to_string(run) + "@example.com";
+    switch (*rc::gen::inRange(0, 4)) {
+      case 0: {
+        const auto minutes = *rc::gen::inRange<std::int64_t>(5, 481);
+        (void)store->set(user, "calendar.default_meeting_minutes", minutes);
+        model[user]["calendar.default_meeting_minutes"] = minutes;
+        break;
+      }
+      case 1: {
+        const std::string tz =
+            *rc::gen::element<std::string>("Europe/Berlin", "America/Chicago", "Asia/Tokyo", "UTC");
+        (void)store->set(user, "calendar.timezone", tz);
+        model[user]["calendar.timezone"] = tz;
+        break;
+      }
+      case 2:
+        (void)store->reset(user, "calendar.timezone");
+        model[user].erase("calendar.timezone");
+        break;
+      default: {
+        const auto all = store->get_all(user);
+        for (const auto& [key, def] :
+             {std::pair<std::string, Value>{"calendar.default_meeting_minutes", std::int64_t{30}},
+              std::pair<std::string, Value>{"calendar.timezone", std::string("UTC")}}) {
+          const auto it = model[user].find(key);
+          RC_ASSERT(all.at(key).value == (it == model[user].end() ? def : it->second));
+        }
+      }
+    }
+  }
+}
+
+TEST(Citus, AStoppedWorkerFailsItsUsersWritesClearlyWhileOthersGoOnAndNothingIsLost) {
+  StoreOptions o = Citus::instance().options();
+  o.retry.max_attempts = 2;
+  Store store(o);
+  (void)store.define(meeting_length());
+  // Two users on different workers.
+  const int first_port = worker_port_of("w0@example.com");
+  std::string other;
+  for (int i = 1; other.empty(); ++i) {
+    const std::string u = "w" + std::to_string(i) + "@example.com";
+    if (worker_port_of(u) != first_port) other = u;
+  }
+  Node& down = Citus::instance().workers[0].port() == first_port ? Citus::instance().workers[0]
+                                                                 : Citus::instance().workers[1];
+  (void)store.set("w0@example.com", "calendar.default_meeting_minutes", std::int64_t{15});
+  (void)store.set(other, "calendar.default_meeting_minutes", std::int64_t{15});
+
+  down.stop();
+  int failed = 0;
+  int landed = 0;
+  for (int i = 0; i < 5; ++i) {
+    try {
+      (void)store.set("w0@example.com", "calendar.default_meeting_minutes", std::int64_t{20 + i});
+    } catch (const UnavailableError& e) {
+      ++failed;
+      if (i == 0) std::cout << "write for a user of the stopped worker: " << e.what() << "\n";
+    }
+    (void)store.set(other, "calendar.default_meeting_minutes", std::int64_t{20 + i});
+    ++landed;
+  }
+  std::cout << "worker stopped: " << failed << " of 5 writes of its user failed, " << landed
+            << " of 5 of the other worker's user landed\n";
+  EXPECT_EQ(failed, 5);
+  EXPECT_EQ(landed, 5);
+
+  down.start();
+  (void)store.set("w0@example.com", "calendar.default_meeting_minutes", std::int64_t{99});
+  EXPECT_EQ(store.get("w0@example.com", "calendar.default_meeting_minutes"),
+            Value(std::int64_t{99}));
+  EXPECT_EQ(store.version("w0@example.com"), 2);
+  EXPECT_EQ(store.version(other), 6);
+  EXPECT_EQ(store.get(other, "calendar.default_meeting_minutes"), Value(std::int64_t{24}));
+}
+
+}  // namespace
+}  // namespace prefstore
