@@ -62,6 +62,16 @@ void print_text(const StoreStatus& s) {
   std::cout << "pool: " << s.pool.in_use << " in use, " << s.pool.idle << " idle of " << s.pool_max
             << "; " << s.pool.waiting << " waiting, " << s.pool.timeouts << " timeouts, "
             << s.pool.connect_failures << " failed connects\n";
+  if (!s.standbys.empty()) {
+    Table standbys({"STANDBY", "USABLE", "REPLAYED", "LAG (BYTES)", "LAG (SECONDS)", "PROBLEM"});
+    for (const storage::StandbyStatus& st : s.standbys) {
+      standbys.add({st.url, st.usable ? "yes" : "no", st.replayed ? to_string(*st.replayed) : "-",
+                    st.lag_bytes >= 0 ? std::to_string(st.lag_bytes) : "-",
+                    st.lag_seconds >= 0 ? fixed1(st.lag_seconds) : "-",
+                    st.problem.empty() ? "-" : st.problem});
+    }
+    standbys.print(std::cout);
+  }
   std::cout << s.verdict() << "\n";
 }
 
@@ -112,7 +122,16 @@ void print_json(const StoreStatus& s) {
   o << ",\"pool\":{\"max\":" << s.pool_max << ",\"in_use\":" << s.pool.in_use
     << ",\"idle\":" << s.pool.idle << ",\"waiting\":" << s.pool.waiting
     << ",\"timeouts\":" << s.pool.timeouts << ",\"connect_failures\":" << s.pool.connect_failures
-    << "}}";
+    << "},\"standbys\":[";
+  for (std::size_t i = 0; i < s.standbys.size(); ++i) {
+    const storage::StandbyStatus& st = s.standbys[i];
+    o << (i ? "," : "") << "{\"url\":" << json_string(st.url)
+      << ",\"usable\":" << (st.usable ? "true" : "false")
+      << ",\"replayed\":" << (st.replayed ? json_string(to_string(*st.replayed)) : "null")
+      << ",\"lag_bytes\":" << st.lag_bytes << ",\"lag_seconds\":" << fixed1(st.lag_seconds)
+      << ",\"problem\":" << json_string(st.problem) << "}";
+  }
+  o << "]}";
   std::cout << o.str() << "\n";
 }
 

@@ -8,6 +8,7 @@
 #include "prefstore/projections/projection_name.hpp"
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/database_url.hpp"
+#include "prefstore/storage/distribution.hpp"
 #include "prefstore/storage/notification_listener.hpp"
 
 namespace prefstore::projections {
@@ -40,6 +41,20 @@ ProjectionRunner::ProjectionRunner(storage::ConnectionPool& pool,
   }
 }
 
+void ProjectionRunner::find_lanes() {
+  if (!m_lanes.empty()) return;
+  std::vector<Lane> lanes;
+  if (storage::is_distributed(m_pool)) {
+    for (const storage::CitusWorker& w : storage::citus_workers(m_pool)) {
+      lanes.push_back(Lane{"__node" + std::to_string(w.group_id),
+                           std::make_unique<storage::WorkerLog>(m_pool, w)});
+    }
+  } else {
+    lanes.push_back(Lane{"", nullptr});
+  }
+  m_lanes = std::move(lanes);
+}
+
 boost::signals2::connection ProjectionRunner::on_advanced(
     std::function<void(const std::string&, storage::LogPosition)> slot) {
   return m_advanced.connect(
@@ -52,8 +67,8 @@ boost::signals2::connection ProjectionRunner::on_advanced(
       });
 }
 
-std::int64_t ProjectionRunner::step(Projection& projection) {
-  const std::string name = projection.name();
+std::int64_t ProjectionRunner::step(Projection& projection, Lane& lane) {
+  const std::string name = projection.name() + lane.suffix;
   std::vector<RecordedEvent> batch;
   std::vector<storage::LogPosition> positions;
   storage::LogPosition start;
@@ -72,12 +87,17 @@ std::int64_t ProjectionRunner::step(Projection& projection) {
         return 0;
       }
     }
-    (void)m_log.read_all(checkpoint->position, static_cast<std::int64_t>(m_options.batch_size),
-                         [&](const RecordedEvent& e, storage::LogPosition at) {
-                           batch.push_back(e);
-                           positions.push_back(at);
-                           return true;
-                         });
+    const auto collect = [&](const RecordedEvent& e, storage::LogPosition at) {
+      batch.push_back(e);
+      positions.push_back(at);
+      return true;
+    };
+    const auto max = static_cast<std::int64_t>(m_options.batch_size);
+    if (lane.worker) {
+      (void)lane.worker->read_all(checkpoint->position, max, collect);
+    } else {
+      (void)m_log.read_all(checkpoint->position, max, collect);
+    }
     if (batch.empty()) return 0;
     try {
       ProjectionContext ctx(uow, live_tables(projection));
@@ -98,7 +118,7 @@ std::int64_t ProjectionRunner::step(Projection& projection) {
     }
   }
   // Find the event that fails, one transaction per event, and stop there.
-  if (failed) return isolate_failure(projection, batch, positions, start);
+  if (failed) return isolate_failure(projection, name, batch, positions, start);
   m_failed_at.erase(name);
   m_advanced(name, positions.back());
   if (log_enabled(LogLevel::debug)) {  // a batch is a hot path: build the fields only when asked
@@ -110,11 +130,10 @@ std::int64_t ProjectionRunner::step(Projection& projection) {
   return static_cast<std::int64_t>(batch.size());
 }
 
-std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
+std::int64_t ProjectionRunner::isolate_failure(Projection& projection, const std::string& name,
                                                const std::vector<RecordedEvent>& batch,
                                                const std::vector<storage::LogPosition>& positions,
                                                storage::LogPosition start) {
-  const std::string name = projection.name();
   std::int64_t applied = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     std::string error;
@@ -168,24 +187,27 @@ std::int64_t ProjectionRunner::isolate_failure(Projection& projection,
 
 std::int64_t ProjectionRunner::run_once() {
   m_busy = false;
+  find_lanes();
   std::int64_t applied = 0;
   for (const auto& p : m_projections) {
-    try {
-      applied += step(*p);
-    } catch (const TransientError&) {
-      throw;
-    } catch (const std::exception& e) {
-      // Reading failed (an event this build cannot decode, say): this projection stops, with
-      // the reason in its checkpoint; the others go on.
-      record_failure(*p, e.what());
+    for (Lane& lane : m_lanes) {
+      try {
+        applied += step(*p, lane);
+      } catch (const TransientError&) {
+        throw;
+      } catch (const std::exception& e) {
+        // Reading failed (an event this build cannot decode, say): this projection (lane)
+        // stops, with the reason in its checkpoint; the others go on.
+        record_failure(p->name() + lane.suffix, e.what());
+      }
     }
   }
   return applied;
 }
 
-void ProjectionRunner::record_failure(const Projection& projection, const std::string& error) {
+void ProjectionRunner::record_failure(const std::string& name, const std::string& error) {
   storage::UnitOfWork uow(m_pool);
-  auto checkpoint = storage::lock_checkpoint(uow, projection.name());
+  auto checkpoint = storage::lock_checkpoint(uow, name);
   if (!checkpoint) return;
   checkpoint->state = storage::ProjectionState::failed;
   checkpoint->last_error = "reading the events after position " +
@@ -193,9 +215,9 @@ void ProjectionRunner::record_failure(const Projection& projection, const std::s
   checkpoint->error_position.reset();
   storage::save_checkpoint(uow, *checkpoint);
   uow.commit();
-  m_failed_at[projection.name()] = Clock::now();
+  m_failed_at[name] = Clock::now();
   log(LogLevel::error, "projection_failed",
-      {{"projection", projection.name()}, {"error", *checkpoint->last_error}});
+      {{"projection", name}, {"error", *checkpoint->last_error}});
 }
 
 std::int64_t ProjectionRunner::catch_up() {
@@ -215,15 +237,17 @@ std::int64_t ProjectionRunner::catch_up() {
 
 void ProjectionRunner::mark_stopped() {
   for (const auto& p : m_projections) {
-    try {
-      storage::UnitOfWork uow(m_pool);
-      auto checkpoint = storage::lock_checkpoint(uow, p->name());
-      if (!checkpoint || checkpoint->state != storage::ProjectionState::running) continue;
-      checkpoint->state = storage::ProjectionState::stopped;
-      storage::save_checkpoint(uow, *checkpoint);
-      uow.commit();
-    } catch (...) {
-      // Best effort: the next runner sets the state again.
+    for (const Lane& lane : m_lanes) {
+      try {
+        storage::UnitOfWork uow(m_pool);
+        auto checkpoint = storage::lock_checkpoint(uow, p->name() + lane.suffix);
+        if (!checkpoint || checkpoint->state != storage::ProjectionState::running) continue;
+        checkpoint->state = storage::ProjectionState::stopped;
+        storage::save_checkpoint(uow, *checkpoint);
+        uow.commit();
+      } catch (...) {
+        // Best effort: the next runner sets the state again.
+      }
     }
   }
 }

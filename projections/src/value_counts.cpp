@@ -14,47 +14,65 @@
 namespace prefstore::projections {
 namespace {
 
-// Moves each touched (user, key) from the value it held to the value it holds after the batch.
+// Moves each touched (user, key) from the value it held to the value it holds after the batch,
+// in three statements: the deltas are read before the holders change. (One statement of CTEs
+// did all three on a single server, where every CTE sees the same snapshot; Citus runs such
+// CTEs one after the other, so the read of the old values saw the new ones and no count moved.)
 // $1: JSON array of {"stream_id", "key", "type", "value" (absent: back to the default)}, at most
-// one per (stream_id, key). The CTEs all see the holders as they were before the statement.
-constexpr const char* kApplySql = R"sql(
+// one per (stream_id, key). Returns the deltas as one JSON array of {key, type, value, d}.
+constexpr const char* kDeltasSql = R"sql(
 WITH changes AS (
   SELECT x->>'stream_id' AS stream_id, x->>'key' AS key, x->>'type' AS value_type,
          x->'value' AS value
   FROM jsonb_array_elements($1::jsonb) AS x
 ),
 previous AS (
-  SELECT h.stream_id, h.key, h.value_type, h.value
+  SELECT h.key, h.value_type, h.value
   FROM {preference_value_holders} h
   JOIN changes c ON c.stream_id = h.stream_id AND c.key = h.key
+)
+SELECT coalesce(jsonb_agg(jsonb_build_object('key', key, 'type', value_type, 'value', value,
+                                             'd', d)), '[]')::text
+FROM (SELECT key, value_type, value, sum(d)::bigint AS d
+      FROM (SELECT key, value_type, value, -1 AS d FROM previous
+            UNION ALL
+            SELECT key, value_type, value, 1 AS d FROM changes WHERE value IS NOT NULL) AS moves
+      GROUP BY key, value_type, value
+      HAVING sum(d) <> 0) AS deltas
+)sql";
+
+// The holders take the changes ($1 as above).
+constexpr const char* kHoldersSql = R"sql(
+WITH changes AS (
+  SELECT x->>'stream_id' AS stream_id, x->>'key' AS key, x->>'type' AS value_type,
+         x->'value' AS value
+  FROM jsonb_array_elements($1::jsonb) AS x
 ),
 removed AS (
   DELETE FROM {preference_value_holders} h USING changes c
   WHERE h.stream_id = c.stream_id AND h.key = c.key AND c.value IS NULL
+)
+INSERT INTO {preference_value_holders} AS h (stream_id, key, value_type, value)
+SELECT stream_id, key, value_type, value FROM changes WHERE value IS NOT NULL
+ON CONFLICT (stream_id, key) DO UPDATE SET value_type = excluded.value_type, value = excluded.value
+)sql";
+
+// The counts move by the deltas ($1, from kDeltasSql). Existing counts are updated (not
+// INSERT .. ON CONFLICT: its proposed row would carry a negative delta and break the CHECK
+// (users >= 0) before the conflict is seen); new values get a row, and a negative count there
+// would mean the holders and the counts disagree: the CHECK fails loudly instead.
+constexpr const char* kCountsSql = R"sql(
+WITH deltas AS (
+  SELECT x->>'key' AS key, x->>'type' AS value_type, x->'value' AS value,
+         (x->>'d')::bigint AS d
+  FROM jsonb_array_elements($1::jsonb) AS x
 ),
-held AS (
-  INSERT INTO {preference_value_holders} AS h (stream_id, key, value_type, value)
-  SELECT stream_id, key, value_type, value FROM changes WHERE value IS NOT NULL
-  ON CONFLICT (stream_id, key) DO UPDATE SET value_type = excluded.value_type, value = excluded.value
-),
-deltas AS (
-  SELECT key, value_type, value, sum(d)::bigint AS d
-  FROM (SELECT key, value_type, value, -1 AS d FROM previous
-        UNION ALL
-        SELECT key, value_type, value, 1 AS d FROM changes WHERE value IS NOT NULL) AS moves
-  GROUP BY key, value_type, value
-  HAVING sum(d) <> 0
-),
--- Existing counts move by their delta. (Not INSERT .. ON CONFLICT: its proposed row would carry
--- a negative delta and break the CHECK (users >= 0) before the conflict is seen.)
 updated AS (
   UPDATE {preference_value_counts} AS vc SET users = vc.users + d.d
   FROM deltas d
   WHERE vc.key = d.key AND vc.value_type = d.value_type AND vc.value = d.value
   RETURNING vc.key, vc.value_type, vc.value
 )
--- New values get a row. A negative count here would mean the holders and the counts disagree:
--- the CHECK fails loudly instead.
 INSERT INTO {preference_value_counts} (key, value_type, value, users)
 SELECT d.key, d.value_type, d.value, d.d FROM deltas d
 WHERE NOT EXISTS (SELECT 1 FROM updated u
@@ -106,7 +124,10 @@ void apply_changes(
     changes += '}';
   }
   changes += ']';
-  (void)ctx.exec(kApplySql, {changes});
+  const auto deltas = ctx.exec(kDeltasSql, {changes});
+  (void)ctx.exec(kHoldersSql, {changes});
+  const std::string moves = deltas.at(0).at(0).value_or("[]");
+  if (moves != "[]") (void)ctx.exec(kCountsSql, {moves});
   (void)ctx.exec(kDropZerosSql);
 }
 

@@ -115,6 +115,36 @@ COMMENT ON FUNCTION prefstore.append_to_stream(text, jsonb, jsonb, bigint) IS
     'state, on the worker holding the user''s shard. Created by prefstore migrate --distributed.';
 )sql";
 
+// Every event records the transaction id of the worker that stores it, whichever node sent the
+// INSERT (a coordinator evaluates a column default itself): the per-worker commit-safe readers
+// (WorkerLog) compare it with that worker's snapshot. A trigger runs on the shard's node.
+constexpr const char* kNodeTransactionIdSql = R"sql(
+CREATE OR REPLACE FUNCTION prefstore.set_node_transaction_id()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $function$
+BEGIN
+    NEW.transaction_id := pg_current_xact_id();
+    RETURN NEW;
+END
+$function$;
+COMMENT ON FUNCTION prefstore.set_node_transaction_id() IS
+    'Distributed mode (Citus): BEFORE INSERT trigger of prefstore.events setting transaction_id '
+    'to the id of the transaction on the node that stores the row.';
+DO $trigger$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
+                   WHERE tgrelid = 'prefstore.events'::regclass
+                     AND tgname = 'events_node_transaction_id') THEN
+        SET LOCAL citus.enable_unsafe_triggers = on;
+        CREATE TRIGGER events_node_transaction_id BEFORE INSERT ON prefstore.events
+            FOR EACH ROW EXECUTE FUNCTION prefstore.set_node_transaction_id();
+    END IF;
+END
+$trigger$;
+)sql";
+
 // Distributes what is not yet distributed; each call of Citus runs only when needed.
 constexpr const char* kDistributeSql = R"sql(
 DO $distribute$
@@ -187,6 +217,7 @@ void distribute(ConnectionPool& pool) {
   try {
     pqxx::work tx(detail::native(handle));
     tx.exec(kAppendFunctionSql);
+    tx.exec(kNodeTransactionIdSql);
     tx.exec("SELECT prefstore.assign_owner()");
     tx.exec(kDistributeSql);
     tx.commit();
@@ -220,6 +251,39 @@ DistributionStatus distribution_status(ConnectionPool& pool) {
                              .as<std::int64_t>());
   } catch (...) {
     detail::rethrow_translated("reading the distribution (Citus)");
+  }
+  return out;
+}
+
+bool is_distributed(ConnectionPool& pool) {
+  auto handle = pool.acquire();
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    return tx
+        .exec(
+            "SELECT pg_catalog.to_regprocedure("
+            "'prefstore.append_to_stream(text, jsonb, jsonb, bigint)') IS NOT NULL")
+        .at(0)
+        .at(0)
+        .as<bool>();
+  } catch (...) {
+    detail::rethrow_translated("asking whether the store is distributed");
+  }
+}
+
+std::vector<CitusWorker> citus_workers(ConnectionPool& pool) {
+  std::vector<CitusWorker> out;
+  auto handle = pool.acquire();
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    for (const auto& row :
+         tx.exec("SELECT groupid, nodename, nodeport FROM pg_catalog.pg_dist_node "
+                 "WHERE isactive AND noderole = 'primary' AND shouldhaveshards AND groupid > 0 "
+                 "ORDER BY groupid")) {
+      out.push_back({row[0].as<int>(), row[1].as<std::string>(), row[2].as<int>()});
+    }
+  } catch (...) {
+    detail::rethrow_translated("listing the Citus workers");
   }
   return out;
 }

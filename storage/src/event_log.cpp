@@ -882,35 +882,23 @@ LogPosition EventLog::read_log(LogPosition after, std::int64_t max_count, bool c
       ", ev.transaction_id::text AS transaction_id_text FROM prefstore.events AS ev "
       "WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint) "
       "ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
-  LogPosition position = after;
-  std::int64_t read = 0;
   LogRowDecoder decoder;
   auto handle = m_pool.acquire();
   try {
-    while (read < max_count) {
-      const std::int64_t limit = std::min(page_size, max_count - read);
-      pqxx::result page;
-      {
-        pqxx::nontransaction tx(detail::native(handle));
-        page = detail::exec_statement(
-            tx, handle, commit_safe ? "prefstore_read_all_v2" : "prefstore_read_committed",
-            commit_safe ? safe_sql : committed_sql, std::to_string(position.transaction_id),
-            position.global_position, limit);
-      }
-      for (const auto& row : page) {
-        const RecordedEvent ev = decoder.decode_row(row);
-        const LogPosition here{row[9].as<std::uint64_t>(), ev.global_position};
-        ++read;
-        if (!visit(ev, here)) return here;
-        position = here;
-      }
-      if (static_cast<std::int64_t>(page.size()) < limit) break;
-    }
+    return detail::visit_pages(
+        after, max_count, page_size,
+        [&](LogPosition position, std::int64_t limit) {
+          pqxx::nontransaction tx(detail::native(handle));
+          return detail::exec_statement(
+              tx, handle, commit_safe ? "prefstore_read_all_v2" : "prefstore_read_committed",
+              commit_safe ? safe_sql : committed_sql, std::to_string(position.transaction_id),
+              position.global_position, limit);
+        },
+        [&](const pqxx::row& row) { return decoder.decode_row(row); }, visit);
   } catch (...) {
     detail::rethrow_translated("reading the log after position " +
                                std::to_string(after.global_position));
   }
-  return position;
 }
 
 }  // namespace prefstore::storage

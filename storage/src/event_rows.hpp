@@ -2,12 +2,15 @@
 // RecordedEvent (decoded and upcast).
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <pqxx/pqxx>
 #include <string>
 #include <utility>
 
 #include "field_cursor.hpp"
 #include "prefstore/event.hpp"
+#include "prefstore/storage/event_log.hpp"
 
 namespace prefstore::storage::detail {
 
@@ -48,6 +51,30 @@ inline RecordedEvent decode_event_row(const pqxx::row& r) {
         return decode(EncodedEvent{std::move(type), version, f.as<std::string>()});
       },
       [](const pqxx::field& f) { return decode_metadata(f.as<std::string>()); });
+}
+
+// Pages through a commit-safe (or committed) read of the log: fetch(position, limit) returns
+// the next page, rows that start with kEventColumns followed by the transaction id as text;
+// decode(row) makes its event. Visits up to max_count events after `after` and returns the
+// position of the last one visited (after when none); stops early when visit returns false.
+template <class Fetch, class Decode, class Visit>
+LogPosition visit_pages(LogPosition after, std::int64_t max_count, std::int64_t page_size,
+                        Fetch&& fetch, Decode&& decode, Visit&& visit) {
+  LogPosition position = after;
+  std::int64_t read = 0;
+  while (read < max_count) {
+    const std::int64_t limit = std::min(page_size, max_count - read);
+    const pqxx::result page = fetch(position, limit);
+    for (const auto& row : page) {
+      const RecordedEvent ev = decode(row);
+      const LogPosition here{row[9].template as<std::uint64_t>(), ev.global_position};
+      ++read;
+      if (!visit(ev, here)) return here;
+      position = here;
+    }
+    if (static_cast<std::int64_t>(page.size()) < limit) break;
+  }
+  return position;
 }
 
 }  // namespace prefstore::storage::detail

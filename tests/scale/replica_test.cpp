@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "calendar_definitions.hpp"
+#include "cli_runner.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/store.hpp"
 #include "test_cluster.hpp"
@@ -188,6 +189,25 @@ TEST(Replicas, AWriteOnAStandbyFailsNamingTheStandby) {
     EXPECT_NE(std::string(e.what()).find("read-only standby"), std::string::npos) << e.what();
     EXPECT_EQ(e.sqlstate(), "25006");
   }
+}
+
+TEST(Replicas, TheCliStatusListsTheStandbysWithTheirLag) {
+  const std::string primary = TestCluster::instance().fresh_database();
+  {
+    Store store(with_standby(primary));
+    const auto w = store.define(meeting_length());
+    (void)store.version("nobody@example.com", ReadOptions{w.consistency_token});
+  }
+  const std::string standby = Standby::instance().url(database_of(primary));
+  const auto text = testing::run_cli(
+      "status", {{"PREFSTORE_DATABASE_URL", primary}, {"PREFSTORE_STANDBY_URLS", standby}});
+  std::cout << text.output;
+  EXPECT_NE(text.output.find("STANDBY"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("port=5499"), std::string::npos) << text.output;
+  const auto json = testing::run_cli(
+      "status --json", {{"PREFSTORE_DATABASE_URL", primary}, {"PREFSTORE_STANDBY_URLS", standby}});
+  EXPECT_NE(json.output.find("\"standbys\":[{\"url\":"), std::string::npos) << json.output;
+  EXPECT_NE(json.output.find("\"usable\":true"), std::string::npos) << json.output;
 }
 
 TEST(Replicas, AStoppedStandbyIsSkippedAndReadsFallBackToThePrimary) {

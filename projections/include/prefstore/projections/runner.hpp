@@ -24,6 +24,7 @@
 #include "prefstore/projections/projection.hpp"
 #include "prefstore/storage/connection_pool.hpp"
 #include "prefstore/storage/event_log.hpp"
+#include "prefstore/storage/worker_log.hpp"
 
 namespace prefstore::projections {
 
@@ -71,15 +72,28 @@ class ProjectionRunner {
       std::function<void(const std::string&, storage::LogPosition)> slot);
 
  private:
-  std::int64_t step(Projection& projection);
-  std::int64_t isolate_failure(Projection& projection, const std::vector<RecordedEvent>& batch,
+  // Where a projection's events come from: the whole log (one lane, the projection's own
+  // checkpoint), or in distributed mode one lane per Citus worker, each with its checkpoint
+  // "<projection>__node<group id>" (storage/worker_log.hpp).
+  struct Lane {
+    std::string suffix;
+    std::unique_ptr<storage::WorkerLog> worker;  // null: the whole log (m_log)
+  };
+
+  // Sets m_lanes at the first run (a query or two: the database may be down when the runner
+  // is made). Throws UnavailableError.
+  void find_lanes();
+  std::int64_t step(Projection& projection, Lane& lane);
+  std::int64_t isolate_failure(Projection& projection, const std::string& name,
+                               const std::vector<RecordedEvent>& batch,
                                const std::vector<storage::LogPosition>& positions,
                                storage::LogPosition start);
-  void record_failure(const Projection& projection, const std::string& error);
+  void record_failure(const std::string& name, const std::string& error);
   void mark_stopped();
 
   storage::ConnectionPool& m_pool;
   storage::EventLog m_log;
+  std::vector<Lane> m_lanes;
   std::vector<std::shared_ptr<Projection>> m_projections;
   RunnerOptions m_options;
   std::map<std::string, std::chrono::steady_clock::time_point> m_failed_at;

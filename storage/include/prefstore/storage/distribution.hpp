@@ -37,4 +37,17 @@ struct DistributionStatus {
 };
 [[nodiscard]] DistributionStatus distribution_status(ConnectionPool& pool);
 
+// Whether the database is a distributed prefstore (distribute() ran): one short query.
+[[nodiscard]] bool is_distributed(ConnectionPool& pool);
+
+// A Citus worker that holds shards, as the coordinator registered it.
+struct CitusWorker {
+  int group_id = 0;  // pg_dist_node.groupid: names the worker's projection checkpoints
+  std::string host;
+  int port = 0;
+};
+
+// The active workers that hold shards, by group id. Requires: the citus extension.
+[[nodiscard]] std::vector<CitusWorker> citus_workers(ConnectionPool& pool);
+
 }  // namespace prefstore::storage

@@ -1,0 +1,78 @@
+#include "prefstore/storage/worker_log.hpp"
+
+#include "error_translation.hpp"
+#include "event_rows.hpp"
+#include "pq_access.hpp"
+#include "prefstore/errors.hpp"
+#include "prefstore/storage/database_url.hpp"
+
+namespace prefstore::storage {
+
+WorkerLog::WorkerLog(ConnectionPool& coordinator, CitusWorker worker)
+    : m_coordinator(coordinator), m_worker(std::move(worker)) {
+  PoolOptions options = coordinator.options();
+  options.conninfo = conninfo_with(
+      options.conninfo, {{"host", m_worker.host}, {"port", std::to_string(m_worker.port)}});
+  options.max_size = 1;
+  options.application_name = "prefstore-worker-reader";
+  options.on_acquired = nullptr;
+  m_pool = std::make_unique<ConnectionPool>(options);
+}
+
+WorkerLog::~WorkerLog() = default;
+
+LogPosition WorkerLog::read_all(LogPosition after, std::int64_t max_count,
+                                const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                                std::int64_t page_size) {
+  if (page_size <= 0) throw UsageError("WorkerLog::read_all: page_size must be positive");
+  std::vector<std::string> shards;
+  {
+    auto handle = m_coordinator.acquire();
+    try {
+      pqxx::nontransaction tx(detail::native(handle));
+      for (const auto& row : tx.exec_params(
+               "SELECT shard_name FROM pg_catalog.citus_shards WHERE table_name = "
+               "'prefstore.events'::regclass AND nodename = $1 AND nodeport = $2 ORDER BY 1",
+               m_worker.host, m_worker.port)) {
+        shards.push_back(row[0].as<std::string>());
+      }
+    } catch (...) {
+      detail::rethrow_translated("listing the events shards of worker " + m_worker.host + ":" +
+                                 std::to_string(m_worker.port));
+    }
+  }
+  if (shards.empty()) return after;
+  auto handle = m_pool->acquire();
+  std::string sql = std::string("SELECT ") + detail::kEventColumns +
+                    ", ev.transaction_id::text AS transaction_id_text FROM (";
+  {
+    pqxx::nontransaction quoting(detail::native(handle));
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+      const auto dot = shards[i].find('.');
+      sql += (i ? " UNION ALL " : "") + std::string("SELECT * FROM ") +
+             quoting.quote_name(shards[i].substr(0, dot)) + "." +
+             quoting.quote_name(shards[i].substr(dot + 1));
+    }
+  }
+  // Rows and the horizon from one statement, so from one snapshot of this worker.
+  sql +=
+      ") AS ev WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint) "
+      "AND ev.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+      "ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
+  try {
+    return detail::visit_pages(
+        after, max_count, page_size,
+        [&](LogPosition position, std::int64_t limit) {
+          pqxx::nontransaction tx(detail::native(handle));
+          return tx.exec_params(sql, std::to_string(position.transaction_id),
+                                position.global_position, limit);
+        },
+        [](const pqxx::row& row) { return detail::decode_event_row(row); }, visit);
+  } catch (...) {
+    detail::rethrow_translated("reading the events of worker " + m_worker.host + ":" +
+                               std::to_string(m_worker.port) + " after position " +
+                               std::to_string(after.global_position));
+  }
+}
+
+}  // namespace prefstore::storage
