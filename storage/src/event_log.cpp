@@ -140,14 +140,15 @@ FROM s JOIN last ON last.stream_id = s.stream_id
 constexpr const char* kDistributedAppendSql =
     "SELECT * FROM prefstore.append_to_stream($1, $2::jsonb, $3::jsonb, $4::bigint)";
 
-// Which of a batch's event ids are stored already, and whether with the same content.
+// Which of an append's event ids ($1, all of stream $2) are stored already, and whether with
+// the same content. The stream as a parameter keeps the statement on one shard in distributed
+// mode (a join on the JSON's stream ids would read every shard).
 constexpr const char* kFindStoredSql = R"sql(
 SELECT t.ord, ev.stream_version, ev.global_position,
        (ev.event_type = t.x->>'event_type' AND ev.payload = t.x->'payload') AS same,
        (extract(epoch FROM ev.recorded_at) * 1000000)::bigint
 FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(x, ord)
-JOIN prefstore.events ev
-  ON ev.stream_id = t.x->>'stream_id' AND ev.event_id = (t.x->>'event_id')::uuid
+JOIN prefstore.events ev ON ev.stream_id = $2 AND ev.event_id = (t.x->>'event_id')::uuid
 ORDER BY t.ord
 )sql";
 
@@ -613,8 +614,8 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
   // append that did land (same ids, same payloads) gets the original result.
   try {
     pqxx::nontransaction tx(conn);
-    const auto stored =
-        detail::exec_statement(tx, handle, "prefstore_find_stored", kFindStoredSql, events_json);
+    const auto stored = detail::exec_statement(tx, handle, "prefstore_find_stored", kFindStoredSql,
+                                               events_json, std::string(stream_id));
     if (!stored.empty()) {
       bool same = stored.size() == events.size();
       for (std::size_t i = 0; same && i < stored.size(); ++i) {

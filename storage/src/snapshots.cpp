@@ -250,13 +250,15 @@ bool save_snapshot(UnitOfWork& uow, std::string_view stream_id, const StreamStat
   const std::string bytes = encode_snapshot_state(state.state);
   (void)uow.exec(
       "INSERT INTO prefstore.snapshots (stream_id, stream_version, format_version, state, "
-      "checksum, last_position, last_recorded_at) "
+      "checksum, last_position, last_recorded_at, created_at) "
       "VALUES ($1, $2::bigint, $3::integer, $4::bytea, decode($5, 'hex'), $6::bigint, "
-      "to_timestamp(0) + $7::bigint * interval '1 microsecond') "
+      "to_timestamp(0) + $7::bigint * interval '1 microsecond', now()) "
+      // excluded.created_at, not now(): Citus takes only immutable functions in the SET of an
+      // upsert on a distributed table (distributed mode).
       "ON CONFLICT (stream_id, stream_version) DO UPDATE SET format_version = "
       "excluded.format_version, state = excluded.state, checksum = excluded.checksum, "
       "last_position = excluded.last_position, last_recorded_at = excluded.last_recorded_at, "
-      "created_at = now()",
+      "created_at = excluded.created_at",
       {std::string(stream_id), std::to_string(state.version),
        std::to_string(kSnapshotFormatVersion), bytea_to_text(bytes),
        detail::snapshot_checksum(stream_id, state.version, kSnapshotFormatVersion,

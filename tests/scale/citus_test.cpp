@@ -152,6 +152,73 @@ TEST(Citus, MigrateDistributedDistributesByUserAndEveryUserStatementHitsOneShard
   EXPECT_NE(plan.find("Custom Scan (Citus Adaptive)"), std::string::npos) << plan;
 }
 
+// Every statement prefstore sends for one user must run on one shard. The session refuses any
+// statement that Citus splits into several tasks (citus.multi_task_query_log_level = error),
+// so a single multi-shard statement fails the operation that sent it.
+TEST(Citus, EverySingleUserOperationRunsOnOneShard) {
+  {
+    Store setup(Citus::instance().options());
+    (void)setup.define(meeting_length());
+    (void)setup.define(timezone());
+  }
+  StoreOptions o = Citus::instance().options();
+  o.database_url = *o.database_url + " options='-c citus.multi_task_query_log_level=error'";
+  o.distributed = false;  // migrated already; distribute() itself spans every shard
+  o.retry.max_attempts = 1;
+  Store store(o);
+  const std::string user = "grace@example.com";
+  int operations = 0;
+  const auto run = [&](const std::string& what, const std::function<void()>& call) {
+    SCOPED_TRACE(what);
+    EXPECT_NO_THROW(call());
+    ++operations;
+  };
+  AppendOptions retry_of;
+  run("set", [&] {
+    const auto r = store.set(user, "calendar.timezone", std::string("Europe/Berlin"));
+    (void)r;
+  });
+  run("set with an expected version", [&] {
+    AppendOptions exact;
+    exact.expected = storage::ExpectedVersion::exactly(1);
+    (void)store.set(user, "calendar.default_meeting_minutes", std::int64_t{45}, {}, exact);
+  });
+  run("set_many", [&] {
+    (void)store.set_many(user, {{"calendar.timezone", std::string("Europe/Paris")},
+                                {"calendar.default_meeting_minutes", std::int64_t{25}}});
+  });
+  run("a retried write (same event id)", [&] {
+    retry_of.event_ids = {"6f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e"};
+    (void)store.set(user, "calendar.default_meeting_minutes", std::int64_t{50}, {}, retry_of);
+    const auto again =
+        store.set(user, "calendar.default_meeting_minutes", std::int64_t{50}, {}, retry_of);
+    EXPECT_TRUE(again.duplicate);
+  });
+  run("a version conflict", [&] {
+    AppendOptions stale;
+    stale.expected = storage::ExpectedVersion::exactly(1);
+    EXPECT_THROW(
+        (void)store.set(user, "calendar.default_meeting_minutes", std::int64_t{55}, {}, stale),
+        VersionConflictError);
+  });
+  run("reset", [&] { (void)store.reset(user, "calendar.timezone"); });
+  run("get", [&] { (void)store.get(user, "calendar.default_meeting_minutes"); });
+  run("get_all", [&] { (void)store.get_all(user); });
+  run("history", [&] { (void)store.history(user); });
+  run("version", [&] { (void)store.version(user); });
+  run("get_all as of version 2", [&] { (void)store.get_all(user, AsOf::at_version(2)); });
+  run("diff", [&] { (void)store.diff(user, AsOf::at_version(1), AsOf::latest()); });
+  run("snapshot", [&] { (void)store.snapshot(user); });
+  run("get_all as of the snapshot's version", [&] { (void)store.get_all(user, AsOf::latest()); });
+  run("audit of the user", [&] {
+    AuditQuery q;
+    q.user = user;
+    (void)store.audit(q);
+  });
+  run("restore to version 2", [&] { (void)store.restore(user, AsOf::at_version(2)); });
+  std::cout << operations << " single-user operations, each statement on one shard\n";
+}
+
 // Model-based: random sets, resets and reads of several users through the coordinator match a
 // simple in-memory model.
 RC_GTEST_PROP(Citus, TheDistributedStoreMatchesTheModel, ()) {
