@@ -2,7 +2,8 @@
 # make bench: runs the benchmarks, prints each scenario's ratio against its target, and writes
 # docs/performance.md (each scenario beside its raw baseline measured in the same run) with the
 # plots docs/bench-threads.png and docs/bench-asof.png (gnuplot, from docs/bench-threads.tsv and
-# docs/bench-asof.tsv, which it keeps).
+# docs/bench-asof.tsv, which it keeps). The scale-out step builds Citus first
+# (scripts/install-citus.sh).
 # Usage: scripts/bench.sh BUILD_DIR [EVENTS]
 # Environment: PREFSTORE_BENCH_EVENTS (size of the large log, default 1,000,000),
 # PREFSTORE_BENCH_SECONDS (seconds per load point and side, default 3).
@@ -43,6 +44,10 @@ run "$build/bench/prefstore_time_travel_bench" "$events" "$tmp/time_travel.md" "
 echo "bench: connection pool (Google Benchmark)" >&2
 "$build/bench/prefstore_bench" --benchmark_min_time=2 --benchmark_format=console \
   --benchmark_counters_tabular=true 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' > "$tmp/pool.txt"
+
+echo "bench: scale-out: standby reads, read-your-writes, set through Citus (builds Citus once)" >&2
+bash scripts/install-citus.sh
+run "$build/bench/prefstore_scale_bench" "$seconds" "$tmp/scale.md" > /dev/null
 
 plots=no
 cp "$tmp/threads.tsv" docs/bench-threads.tsv
@@ -147,6 +152,17 @@ pg=$(/usr/lib/postgresql/15/bin/postgres --version)
     echo "![As-of read latency against history length](bench-asof.png)"
     echo
   fi
+  echo "## Scale-out: a standby and Citus"
+  echo
+  echo "bench/scale_bench.cpp, beside the single-server figure of the same run: a primary (fsync"
+  echo "off, synchronous_commit on, so that a commit's WAL is sent at once) with a streaming standby"
+  echo "made by pg_basebackup, and a Citus coordinator with two workers, all on this one machine."
+  echo "Every server shares the same $(nproc) cores with the client, so the figures measure the"
+  echo "overhead of reading from a standby or writing through Citus, not a speed-up: a real"
+  echo "deployment puts each on its own machine. Better of two alternating runs after a warm-up."
+  echo
+  cat "$tmp/scale.md"
+  echo
   echo "## Core micro-benchmarks"
   echo
   echo "bench/core_bench.cpp: encoding and decoding of events and metadata, validation of values,"

@@ -48,8 +48,10 @@ DECLARE
     n bigint := jsonb_array_length(p_events);
     v bigint;
     rec timestamptz;
-    positions bigint[];
-    reset_keys text[];
+    positions bigint[] := '{}';
+    pos bigint;
+    e record;
+    c record;
     now_ts timestamptz := now();
     clock_ts timestamptz := clock_timestamp();
 BEGIN
@@ -78,34 +80,36 @@ BEGIN
         RETURN;  -- the version check failed: no row
     END IF;
 
-    WITH appended AS (
+    -- One single-row statement per event and per change: Citus plans each as a fast-path
+    -- router query executed on the local shard. (An INSERT .. SELECT from the JSON went through
+    -- an intermediate result file and a local COPY: about 10 ms per append.)
+    FOR e IN SELECT x, ord FROM jsonb_array_elements(p_events) WITH ORDINALITY AS t(x, ord)
+             ORDER BY ord LOOP
         INSERT INTO prefstore.events (stream_id, stream_version, event_id, event_type,
                                       schema_version, payload, metadata, recorded_at)
-        SELECT p_stream_id, v - n + t.ord, (t.x->>'event_id')::uuid, t.x->>'event_type',
-               (t.x->>'schema_version')::integer, t.x->'payload', t.x->'metadata', rec
-        FROM jsonb_array_elements(p_events) WITH ORDINALITY AS t(x, ord)
-        ORDER BY t.ord
-        RETURNING stream_version, global_position
-    )
-    SELECT array_agg(global_position ORDER BY stream_version) INTO positions FROM appended;
+        VALUES (p_stream_id, v - n + e.ord, (e.x->>'event_id')::uuid, e.x->>'event_type',
+                (e.x->>'schema_version')::integer, e.x->'payload', e.x->'metadata', rec)
+        RETURNING global_position INTO pos;
+        positions := positions || pos;
+    END LOOP;
 
-    INSERT INTO prefstore.preferences_current AS p
-           (stream_id, key, value_type, value, version, updated_at, updated_by, last_position)
-    SELECT p_stream_id, c->>'key', c->>'type', c->'value', v - n + (c->>'ord')::bigint, rec,
-           NULLIF(c->>'actor', ''), positions[(c->>'ord')::bigint]
-    FROM jsonb_array_elements(p_changes) AS c
-    WHERE c ? 'value'
-    ON CONFLICT (stream_id, key) DO UPDATE
-        SET value_type = excluded.value_type, value = excluded.value, version = excluded.version,
-            updated_at = excluded.updated_at, updated_by = excluded.updated_by,
-            last_position = excluded.last_position;
-
-    SELECT array_agg(c->>'key') INTO reset_keys
-    FROM jsonb_array_elements(p_changes) AS c WHERE NOT c ? 'value';
-    IF reset_keys IS NOT NULL THEN
-        DELETE FROM prefstore.preferences_current
-        WHERE stream_id = p_stream_id AND key = ANY (reset_keys);
-    END IF;
+    FOR c IN SELECT x FROM jsonb_array_elements(p_changes) AS t(x) LOOP
+        IF c.x ? 'value' THEN
+            INSERT INTO prefstore.preferences_current AS p
+                   (stream_id, key, value_type, value, version, updated_at, updated_by,
+                    last_position)
+            VALUES (p_stream_id, c.x->>'key', c.x->>'type', c.x->'value',
+                    v - n + (c.x->>'ord')::bigint, rec, NULLIF(c.x->>'actor', ''),
+                    positions[(c.x->>'ord')::bigint])
+            ON CONFLICT (stream_id, key) DO UPDATE
+                SET value_type = excluded.value_type, value = excluded.value,
+                    version = excluded.version, updated_at = excluded.updated_at,
+                    updated_by = excluded.updated_by, last_position = excluded.last_position;
+        ELSE
+            DELETE FROM prefstore.preferences_current
+            WHERE stream_id = p_stream_id AND key = c.x->>'key';
+        END IF;
+    END LOOP;
 
     RETURN QUERY SELECT p_stream_id, v, positions[n], (extract(epoch FROM rec) * 1000000)::bigint;
 END

@@ -19,6 +19,7 @@
 #include "prefstore/storage/distribution.hpp"
 #include "prefstore/storage/local_server.hpp"
 #include "prefstore/store.hpp"
+#include "scale_servers.hpp"
 #include "test_cluster.hpp"
 
 namespace prefstore {
@@ -28,82 +29,23 @@ namespace fs = std::filesystem;
 using scale_test::meeting_length;
 using scale_test::timezone;
 
-// One node: a local server on 127.0.0.1 that loads Citus and trusts local TCP connections.
-class Node {
- public:
-  Node() {
-    m_home = testing::make_temp_dir("prefstore-citus");
-    storage::LocalServerOptions o = storage::local_server_options_from_environment();
-    o.home = m_home;
-    o.durable = false;
-    o.listen_tcp = true;
-    o.port = testing::free_port();
-    o.settings = {{"shared_preload_libraries", "citus"},
-                  {"max_prepared_transactions", "100"},
-                  {"max_connections", "200"}};
-    o.hba_lines = {"host all all 127.0.0.1/32 trust"};
-    m_server = std::make_unique<storage::LocalServer>(o);
-    m_server->start();
-    exec("CREATE EXTENSION IF NOT EXISTS citus");
-  }
-  ~Node() {
-    try {
-      m_server->stop(storage::StopMode::immediate);
-    } catch (...) {
-    }
-    std::error_code ec;
-    fs::remove_all(m_server->cluster_dir(), ec);
-    fs::remove_all(m_home, ec);
-  }
-  Node(const Node&) = delete;
-  Node& operator=(const Node&) = delete;
+using testing::CitusNode;
 
-  [[nodiscard]] int port() const { return m_server->options().port; }
-  [[nodiscard]] std::string url() const {
-    return "host=127.0.0.1 port=" + std::to_string(port()) + " user=postgres dbname=prefstore";
-  }
-  void exec(const std::string& sql) const {
-    pqxx::connection c(url());
-    pqxx::nontransaction tx(c);
-    tx.exec(sql);
-  }
-  [[nodiscard]] std::string value(const std::string& sql) const {
-    pqxx::connection c(url());
-    pqxx::nontransaction tx(c);
-    return tx.exec1(sql)[0].as<std::string>();
-  }
-  void stop() { m_server->stop(storage::StopMode::fast); }
-  void start() { m_server->start(); }
-
- private:
-  fs::path m_home;
-  std::unique_ptr<storage::LocalServer> m_server;
-};
-
-// A coordinator and two workers, and a store migrated in distributed mode.
+// A coordinator and two workers, shared by the tests of this program.
 class Citus {
  public:
   static Citus& instance() {
     static Citus citus;
     return citus;
   }
-  Node coordinator;
-  Node workers[2];
+  testing::CitusCluster cluster{2};
+  CitusNode& coordinator = cluster.coordinator;
 
   StoreOptions options() const {
     StoreOptions o;
     o.database_url = coordinator.url();
     o.distributed = true;
     return o;
-  }
-
- private:
-  Citus() {
-    coordinator.exec("SELECT citus_set_coordinator_host('127.0.0.1', " +
-                     std::to_string(coordinator.port()) + ")");
-    for (const Node& w : workers) {
-      coordinator.exec("SELECT citus_add_node('127.0.0.1', " + std::to_string(w.port()) + ")");
-    }
   }
 };
 
@@ -302,7 +244,7 @@ TEST(Citus, PerWorkerProjectorsSkipNothingUnderConcurrentWriters) {
   projector.join();
   const std::int64_t rest = runner.catch_up();
 
-  const Node& c = Citus::instance().coordinator;
+  const CitusNode& c = Citus::instance().coordinator;
   const auto events = std::stoll(c.value("SELECT count(*) FROM prefstore.events"));
   const auto processed = std::stoll(
       c.value("SELECT coalesce(sum(events_processed), 0) FROM prefstore.projection_checkpoints "
@@ -340,8 +282,9 @@ TEST(Citus, AStoppedWorkerFailsItsUsersWritesClearlyWhileOthersGoOnAndNothingIsL
     const std::string u = "w" + std::to_string(i) + "@example.com";
     if (worker_port_of(u) != first_port) other = u;
   }
-  Node& down = Citus::instance().workers[0].port() == first_port ? Citus::instance().workers[0]
-                                                                 : Citus::instance().workers[1];
+  CitusNode& down = Citus::instance().cluster.workers[0]->port() == first_port
+                        ? *Citus::instance().cluster.workers[0]
+                        : *Citus::instance().cluster.workers[1];
   (void)store.set("w0@example.com", "calendar.default_meeting_minutes", std::int64_t{15});
   (void)store.set(other, "calendar.default_meeting_minutes", std::int64_t{15});
 

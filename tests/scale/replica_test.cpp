@@ -13,6 +13,7 @@
 #include "cli_runner.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/store.hpp"
+#include "scale_servers.hpp"
 #include "test_cluster.hpp"
 
 namespace prefstore {
@@ -22,66 +23,11 @@ namespace fs = std::filesystem;
 using scale_test::meeting_length;
 using testing::TestCluster;
 
-// A hot standby streaming from the test cluster, on its own socket folder and port.
-class Standby {
- public:
-  static Standby& instance() {
-    static Standby standby;
-    return standby;
-  }
-
-  [[nodiscard]] std::string url(const std::string& database) const {
-    return "host=" + m_dir.string() + " port=" + std::to_string(kPort) +
-           " user=postgres dbname=" + database;
-  }
-
-  void stop() { run(pg_ctl() + " -D " + data() + " -m fast -w stop"); }
-  void start() {
-    run(pg_ctl() + " -D " + data() + " -l " + (m_dir / "server.log").string() +
-        " -w -t 60 start -o \"-p " + std::to_string(kPort) + " -k " + m_dir.string() +
-        " -c listen_addresses='' -c hot_standby=on\"");
-  }
-
-  ~Standby() {
-    testing::run_shell(pg_ctl() + " -D " + data() + " -m immediate -w stop");
-    std::error_code ec;
-    fs::remove_all(m_dir, ec);
-  }
-
- private:
-  static constexpr int kPort = 5499;
-
-  Standby() {
-    storage::LocalServer& primary = TestCluster::instance().server();
-    m_bin = primary.options().bin_dir;
-    // Kept here: the test cluster is shut down before this object is destroyed.
-    m_run_as = ::geteuid() == 0 ? "runuser -u " + primary.options().run_as_user + " -- " : "";
-    m_dir = testing::make_temp_dir("prefstore-standby");
-    if (::geteuid() == 0) run("chown " + primary.options().run_as_user + " " + m_dir.string());
-    run(as_server_user() + (m_bin / "pg_basebackup").string() + " -h " +
-        primary.socket_dir().string() + " -p " + std::to_string(primary.options().port) +
-        " -U postgres -D " + data() + " -R -X stream -c fast");
-    start();
-  }
-
-  [[nodiscard]] std::string as_server_user() const { return m_run_as; }
-  [[nodiscard]] std::string pg_ctl() const {
-    return as_server_user() + (m_bin / "pg_ctl").string();
-  }
-  [[nodiscard]] std::string data() const { return (m_dir / "data").string(); }
-
-  static void run(const std::string& command) {
-    const auto r = testing::run_shell(command);
-    if (r.exit_code != 0) {
-      throw std::runtime_error("`" + command + "` failed (" + std::to_string(r.exit_code) +
-                               "): " + r.output);
-    }
-  }
-
-  fs::path m_bin;
-  fs::path m_dir;
-  std::string m_run_as;  // "runuser -u <server user> -- " when root, else ""
-};
+// The hot standby of the test cluster, shared by the tests of this program.
+testing::StandbyServer& standby() {
+  static testing::StandbyServer server(TestCluster::instance().server());
+  return server;
+}
 
 std::string database_of(const std::string& url) {
   return url.substr(url.rfind("dbname=") + 7);
@@ -90,7 +36,7 @@ std::string database_of(const std::string& url) {
 StoreOptions with_standby(const std::string& primary_url) {
   StoreOptions o;
   o.database_url = primary_url;
-  o.standbys.urls = {Standby::instance().url(database_of(primary_url))};
+  o.standbys.urls = {standby().url(database_of(primary_url))};
   o.standbys.token_wait = std::chrono::milliseconds(5000);
   o.standbys.refresh_interval = std::chrono::milliseconds(50);
   o.standbys.down_for = std::chrono::milliseconds(200);
@@ -104,7 +50,7 @@ double counter_in(const std::string& metrics, const std::string& series) {
 }
 
 TEST(Replicas, EveryWriteReturnsATokenAndATokenReadSeesItsWrite) {
-  Standby::instance();
+  (void)standby();
   Store store(with_standby(TestCluster::instance().fresh_database()));
   (void)store.define(meeting_length());
   int served_by_standby_before = 0;
@@ -168,7 +114,7 @@ TEST(Replicas, AWriteOnAStandbyFailsNamingTheStandby) {
   }
   // Let the standby replay the new database's schema.
   StoreOptions o;
-  o.database_url = Standby::instance().url(database_of(primary));
+  o.database_url = standby().url(database_of(primary));
   o.migrate_on_open = false;
   o.retry.max_attempts = 1;
   o.strict = false;
@@ -198,14 +144,14 @@ TEST(Replicas, TheCliStatusListsTheStandbysWithTheirLag) {
     const auto w = store.define(meeting_length());
     (void)store.version("nobody@example.com", ReadOptions{w.consistency_token});
   }
-  const std::string standby = Standby::instance().url(database_of(primary));
+  const std::string standby_url = standby().url(database_of(primary));
   const auto text = testing::run_cli(
-      "status", {{"PREFSTORE_DATABASE_URL", primary}, {"PREFSTORE_STANDBY_URLS", standby}});
+      "status", {{"PREFSTORE_DATABASE_URL", primary}, {"PREFSTORE_STANDBY_URLS", standby_url}});
   std::cout << text.output;
   EXPECT_NE(text.output.find("STANDBY"), std::string::npos) << text.output;
   EXPECT_NE(text.output.find("port=5499"), std::string::npos) << text.output;
-  const auto json = testing::run_cli(
-      "status --json", {{"PREFSTORE_DATABASE_URL", primary}, {"PREFSTORE_STANDBY_URLS", standby}});
+  const auto json = testing::run_cli("status --json", {{"PREFSTORE_DATABASE_URL", primary},
+                                                       {"PREFSTORE_STANDBY_URLS", standby_url}});
   EXPECT_NE(json.output.find("\"standbys\":[{\"url\":"), std::string::npos) << json.output;
   EXPECT_NE(json.output.find("\"usable\":true"), std::string::npos) << json.output;
 }
@@ -225,7 +171,7 @@ TEST(Replicas, AStoppedStandbyIsSkippedAndReadsFallBackToThePrimary) {
   std::cout << "standby lag: " << status.standbys[0].lag_bytes << " bytes, "
             << status.standbys[0].lag_seconds << " s\n";
 
-  Standby::instance().stop();
+  standby().stop();
   for (int i = 0; i < 20; ++i) {
     const auto wi =
         store.set("grace@example.com", "calendar.default_meeting_minutes", std::int64_t{50 + i});
@@ -241,7 +187,7 @@ TEST(Replicas, AStoppedStandbyIsSkippedAndReadsFallBackToThePrimary) {
   std::cout << "standby stopped: " << status.standbys[0].problem << "\n";
   EXPECT_NE(store.metrics().find("prefstore_standby_usable{standby="), std::string::npos);
 
-  Standby::instance().start();
+  standby().start();
   bool back = false;
   for (int i = 0; i < 100 && !back; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "prefstore/errors.hpp"
 #include "scoped_environment.hpp"
@@ -25,6 +26,18 @@ TEST(ConfiguredDatabaseUrl, PrefstoreVariableWins) {
   env.set("PGHOST", "elsewhere");
   env.set("PREFSTORE_DATABASE_URL", "postgresql://app@db.internal/prefs");
   EXPECT_EQ(configured_database_url(), "postgresql://app@db.internal/prefs");
+}
+
+TEST(ConfiguredStandbyUrls, AreSeparatedBySemicolonsWithBlanksAndEmptyItemsIgnored) {
+  ScopedEnv env;
+  EXPECT_TRUE(configured_standby_urls().empty());
+  env.set("PREFSTORE_STANDBY_URLS",
+          " host=/run/standby1 port=5433 dbname=prefs ;postgresql://reader@standby2/prefs;; \t");
+  EXPECT_EQ(configured_standby_urls(),
+            (std::vector<std::string>{"host=/run/standby1 port=5433 dbname=prefs",
+                                      "postgresql://reader@standby2/prefs"}));
+  env.set("PREFSTORE_STANDBY_URLS", "");
+  EXPECT_TRUE(configured_standby_urls().empty());
 }
 
 TEST(ConfiguredDatabaseUrl, AnyLibpqVariableMeansLibpqDefaults) {

@@ -10,9 +10,9 @@
 
 namespace prefstore::testing {
 
-// Clears PREFSTORE_DATABASE_URL, PREFSTORE_HOME and the libpq variables on construction; set()
-// sets any variable for the scope. On destruction every variable it cleared or set is unset, and
-// the cleared ones get their earlier values back.
+// Clears PREFSTORE_DATABASE_URL, PREFSTORE_STANDBY_URLS, PREFSTORE_HOME and the libpq variables on
+// construction; set() sets any variable for the scope. On destruction every variable it cleared or
+// set is unset, and the cleared ones get their earlier values back.
 class ScopedDatabaseEnvironment {
  public:
   ScopedDatabaseEnvironment() {
@@ -36,6 +36,7 @@ class ScopedDatabaseEnvironment {
 
  private:
   static constexpr const char* kCleared[] = {"PREFSTORE_DATABASE_URL",
+                                             "PREFSTORE_STANDBY_URLS",
                                              "PREFSTORE_HOME",
                                              "PGHOST",
                                              "PGHOSTADDR",

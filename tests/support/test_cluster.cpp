@@ -122,7 +122,9 @@ int free_port() {
 
 }  // namespace prefstore::testing
 
-int main(int argc, char** argv) {
+// The test programs' main. Weak, so that a program with its own main can link these helpers
+// (bench/scale_bench.cpp uses the servers of scale_servers.hpp).
+__attribute__((weak)) int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   ::testing::AddGlobalTestEnvironment(new prefstore::testing::ClusterEnvironment);
   return RUN_ALL_TESTS();
