@@ -1,5 +1,6 @@
 #include "prefstore/storage/distribution.hpp"
 
+#include "distributed_mode.hpp"
 #include "error_translation.hpp"
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
@@ -262,14 +263,7 @@ DistributionStatus distribution_status(ConnectionPool& pool) {
 bool is_distributed(ConnectionPool& pool) {
   auto handle = pool.acquire();
   try {
-    pqxx::nontransaction tx(detail::native(handle));
-    return tx
-        .exec(
-            "SELECT pg_catalog.to_regprocedure("
-            "'prefstore.append_to_stream(text, jsonb, jsonb, bigint)') IS NOT NULL")
-        .at(0)
-        .at(0)
-        .as<bool>();
+    return detail::distributed_on(detail::native(handle));
   } catch (...) {
     detail::rethrow_translated("asking whether the store is distributed");
   }

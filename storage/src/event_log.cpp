@@ -14,6 +14,7 @@
 #include <set>
 
 #include "definitions_projection.hpp"
+#include "distributed_mode.hpp"
 #include "error_translation.hpp"
 #include "event_rows.hpp"
 #include "pq_access.hpp"
@@ -440,13 +441,7 @@ void EventLog::set_announce(bool announce) noexcept {
 bool EventLog::is_distributed(const PooledConnection& handle) {
   const int known = m_distributed.load(std::memory_order_relaxed);
   if (known >= 0) return known == 1;
-  pqxx::nontransaction tx(detail::native(handle));
-  const bool yes = tx.exec(
-                         "SELECT pg_catalog.to_regprocedure("
-                         "'prefstore.append_to_stream(text, jsonb, jsonb, bigint)') IS NOT NULL")
-                       .at(0)
-                       .at(0)
-                       .as<bool>();
+  const bool yes = detail::distributed_on(detail::native(handle));
   m_distributed.store(yes ? 1 : 0, std::memory_order_relaxed);
   return yes;
 }

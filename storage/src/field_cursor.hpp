@@ -43,9 +43,6 @@ class FieldCursor {
     return v;
   }
 
-  // Whether the next field is null; does not move on.
-  [[nodiscard]] bool next_is_null() const { return m_at->is_null(); }
-
   // Moves past the next field.
   void skip() { ++m_at; }
 

@@ -53,7 +53,6 @@ TEST(Replicas, EveryWriteReturnsATokenAndATokenReadSeesItsWrite) {
   (void)standby();
   Store store(with_standby(TestCluster::instance().fresh_database()));
   (void)store.define(meeting_length());
-  int served_by_standby_before = 0;
   for (int i = 0; i < 40; ++i) {
     const auto written =
         store.set("ada@example.com", "calendar.default_meeting_minutes", std::int64_t{10 + i});
@@ -67,7 +66,7 @@ TEST(Replicas, EveryWriteReturnsATokenAndATokenReadSeesItsWrite) {
   std::cout << "40 token reads: " << by_standby << " served by the standby, "
             << counter_in(metrics, "prefstore_reads_total{server=\"primary\"}")
             << " by the primary\n";
-  EXPECT_GT(by_standby, served_by_standby_before);
+  EXPECT_GT(by_standby, 0);
 }
 
 // Model-based: random writes of several users, each followed at random by reads given the
