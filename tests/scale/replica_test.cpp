@@ -136,12 +136,22 @@ TEST(Replicas, AWriteOnAStandbyFailsNamingTheStandby) {
   }
 }
 
+// Setup: a database just created on the primary reaches the standby with the next WAL flush
+// (synchronous_commit is off in the test cluster); until then the standby refuses connections
+// to it and is skipped. Waits (up to 20 s) until the store's standby is usable.
+void wait_until_the_standby_has_the_database(Store& store) {
+  for (int i = 0; i < 200 && !store.status().standbys.at(0).usable; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 TEST(Replicas, TheCliStatusListsTheStandbysWithTheirLag) {
   const std::string primary = TestCluster::instance().fresh_database();
   {
     Store store(with_standby(primary));
     const auto w = store.define(meeting_length());
     (void)store.version("nobody@example.com", ReadOptions{w.consistency_token});
+    wait_until_the_standby_has_the_database(store);
   }
   const std::string standby_url = standby().url(database_of(primary));
   const auto text = testing::run_cli(
@@ -163,6 +173,7 @@ TEST(Replicas, AStoppedStandbyIsSkippedAndReadsFallBackToThePrimary) {
   ASSERT_EQ(store.get("grace@example.com", "calendar.default_meeting_minutes",
                       ReadOptions{w.consistency_token}),
             Value(std::int64_t{45}));
+  wait_until_the_standby_has_the_database(store);
   auto status = store.status();
   ASSERT_EQ(status.standbys.size(), 1u);
   EXPECT_TRUE(status.standbys[0].usable) << status.standbys[0].problem;
