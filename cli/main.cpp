@@ -364,7 +364,7 @@ int run_projections_status() {
   // read, run as prefstore_reader).
   for (const auto& p : prefstore::projections::default_projections()) {
     const bool known = std::any_of(statuses.begin(), statuses.end(), [&](const auto& s) {
-      return s.checkpoint.projection == p->name();
+      return prefstore::storage::is_checkpoint_of(s.checkpoint.projection, p->name());
     });
     if (!known) {
       table.add(

@@ -16,6 +16,8 @@
 #include "prefstore/projections/current_state.hpp"
 #include "prefstore/projections/inline_projections.hpp"
 #include "prefstore/projections/registry.hpp"
+#include "prefstore/projections/runner.hpp"
+#include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/current_state.hpp"
 #include "prefstore/storage/database_status.hpp"
 #include "prefstore/storage/database_url.hpp"
@@ -834,7 +836,21 @@ std::vector<storage::MigrationStatus> Store::migrate() {
   const auto run = [&](storage::ConnectionPool& pool) {
     if (m_impl->options.distributed) storage::prepare_distribution(pool);
     applied = storage::MigrationRunner(pool).migrate();
-    if (m_impl->options.distributed) storage::distribute(pool);
+    if (!m_impl->options.distributed) return;
+    storage::DistributeOptions distribute;
+    // Moving a single-server store: the projections catch up on a pool of their own while
+    // distribute() holds the log.
+    distribute.catch_up = [&] {
+      storage::PoolOptions own = m_impl->options.pool;
+      own.max_size = 2;
+      storage::ConnectionPool projector_pool(own);
+      projections::RunnerOptions runner_options;
+      runner_options.listen = false;
+      projections::ProjectionRunner runner(projector_pool, projections::default_projections(),
+                                           runner_options);
+      (void)runner.catch_up();
+    };
+    storage::distribute(pool, distribute);
   };
   if (m_impl->options.pool.role.empty()) {
     run(*m_impl->pool);
@@ -881,7 +897,7 @@ StoreStatus Store::status(const HealthThresholds& thresholds) {
     }
     for (const auto& p : projections::default_projections()) {
       const bool known = std::any_of(checkpoints.begin(), checkpoints.end(), [&](const auto& c) {
-        return c.checkpoint.projection == p->name();
+        return storage::is_checkpoint_of(c.checkpoint.projection, p->name());
       });
       if (!known) {
         out.projections.push_back(

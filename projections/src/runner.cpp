@@ -46,7 +46,7 @@ void ProjectionRunner::find_lanes() {
   std::vector<Lane> lanes;
   if (storage::is_distributed(m_pool)) {
     for (const storage::CitusWorker& w : storage::citus_workers(m_pool)) {
-      lanes.push_back(Lane{"__node" + std::to_string(w.group_id),
+      lanes.push_back(Lane{storage::kLaneSuffix + std::to_string(w.group_id),
                            std::make_unique<storage::WorkerLog>(m_pool, w)});
     }
   } else {

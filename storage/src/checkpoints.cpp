@@ -1,8 +1,14 @@
 #include "prefstore/storage/checkpoints.hpp"
 
+#include <cstring>
+#include <map>
+#include <memory>
+
 #include "error_translation.hpp"
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
+#include "prefstore/storage/distribution.hpp"
+#include "prefstore/storage/worker_log.hpp"
 
 namespace prefstore::storage {
 namespace {
@@ -41,6 +47,15 @@ bool is_valid_checkpoint_name(std::string_view name) noexcept {
     if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_')) return false;
   }
   return true;
+}
+
+bool is_checkpoint_of(std::string_view checkpoint, std::string_view projection) noexcept {
+  if (!checkpoint.starts_with(projection)) return false;
+  const std::string_view rest = checkpoint.substr(projection.size());
+  if (rest.empty()) return true;
+  const std::string_view suffix(kLaneSuffix);
+  return rest.size() > suffix.size() && rest.starts_with(suffix) &&
+         rest.substr(suffix.size()).find_first_not_of("0123456789") == std::string_view::npos;
 }
 
 const char* to_string(ProjectionState state) noexcept {
@@ -95,7 +110,72 @@ void delete_checkpoint(UnitOfWork& uow, std::string_view projection) {
                  {std::string(projection)});
 }
 
+namespace {
+
+SqlRow values_of(const pqxx::row& row) {
+  SqlRow values;
+  for (int i = 0; i < 8; ++i)
+    values.push_back(row[i].is_null() ? SqlValue() : SqlValue(row[i].c_str()));
+  return values;
+}
+
+// Distributed mode: a lane's checkpoint (<projection>__node<group>) is compared with the events
+// of its worker, on the worker; any other checkpoint (none is written in this mode) with the
+// positions of the whole log.
+std::vector<CheckpointStatus> distributed_checkpoint_status(ConnectionPool& pool) {
+  std::vector<Checkpoint> checkpoints;
+  {
+    auto handle = pool.acquire();
+    try {
+      pqxx::nontransaction tx(detail::native(handle));
+      for (const auto& row : tx.exec(std::string("SELECT ") + kColumns +
+                                     " FROM prefstore.projection_checkpoints ORDER BY "
+                                     "projection_name")) {
+        checkpoints.push_back(from_row(values_of(row)));
+      }
+    } catch (...) {
+      detail::rethrow_translated("reading the projections' checkpoints");
+    }
+  }
+  std::map<int, std::unique_ptr<WorkerLog>> workers;
+  for (const CitusWorker& w : citus_workers(pool)) {
+    workers.emplace(w.group_id, std::make_unique<WorkerLog>(pool, w));
+  }
+  std::vector<CheckpointStatus> out;
+  for (const Checkpoint& c : checkpoints) {
+    const auto lane = c.projection.rfind(kLaneSuffix);
+    WorkerLog* worker = nullptr;
+    if (lane != std::string::npos) {
+      const std::string group = c.projection.substr(lane + std::strlen(kLaneSuffix));
+      if (!group.empty() && group.find_first_not_of("0123456789") == std::string::npos) {
+        const auto it = workers.find(std::stoi(group));
+        if (it != workers.end()) worker = it->second.get();
+      }
+    }
+    if (worker) {
+      const auto lag = worker->lag(c.position);
+      out.push_back({c, lag.events, lag.seconds});
+      continue;
+    }
+    auto handle = pool.acquire();
+    try {
+      pqxx::nontransaction tx(detail::native(handle));
+      const auto r = tx.exec_params(
+          "SELECT count(*), coalesce(extract(epoch FROM now() - min(recorded_at)), "
+          "0)::double precision FROM prefstore.events WHERE global_position > $1::bigint",
+          c.position.global_position);
+      out.push_back({c, r[0][0].as<std::int64_t>(), r[0][1].as<double>()});
+    } catch (...) {
+      detail::rethrow_translated("reading the lag of projection " + c.projection);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<CheckpointStatus> checkpoint_status(ConnectionPool& pool) {
+  if (is_distributed(pool)) return distributed_checkpoint_status(pool);
   static const std::string sql =
       std::string("SELECT ") + kColumns +
       ", (SELECT count(*) FROM prefstore.events e WHERE (e.transaction_id, e.global_position) > "
@@ -110,11 +190,7 @@ std::vector<CheckpointStatus> checkpoint_status(ConnectionPool& pool) {
     const auto r = tx.exec(sql);
     std::vector<CheckpointStatus> out;
     for (const auto& row : r) {
-      SqlRow values;
-      for (int i = 0; i < 8; ++i) {
-        values.push_back(row[i].is_null() ? SqlValue() : SqlValue(row[i].c_str()));
-      }
-      out.push_back({from_row(values), row[8].as<std::int64_t>(), row[9].as<double>()});
+      out.push_back({from_row(values_of(row)), row[8].as<std::int64_t>(), row[9].as<double>()});
     }
     return out;
   } catch (...) {

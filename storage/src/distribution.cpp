@@ -4,6 +4,7 @@
 #include "error_translation.hpp"
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
+#include "prefstore/storage/checkpoints.hpp"
 
 namespace prefstore::storage {
 namespace {
@@ -130,13 +131,21 @@ CREATE OR REPLACE FUNCTION prefstore.set_node_transaction_id()
     SET search_path = pg_catalog, pg_temp
 AS $function$
 BEGIN
-    NEW.transaction_id := pg_current_xact_id();
+    -- While distribute() moves a single-server store's events to the shards, the rows get 1
+    -- (the bootstrap transaction): they come before every transaction of the worker, and their
+    -- old ids are another server's. The setting reaches the workers' copy (citus.propagate_set_commands).
+    IF current_setting('prefstore.moving_store', true) = 'on' THEN
+        NEW.transaction_id := '1'::xid8;
+    ELSE
+        NEW.transaction_id := pg_current_xact_id();
+    END IF;
     RETURN NEW;
 END
 $function$;
 COMMENT ON FUNCTION prefstore.set_node_transaction_id() IS
     'Distributed mode (Citus): BEFORE INSERT trigger of prefstore.events setting transaction_id '
-    'to the id of the transaction on the node that stores the row.';
+    'to the id of the transaction on the node that stores the row (1 for the events of a '
+    'single-server store moved by prefstore migrate --distributed).';
 DO $trigger$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
@@ -190,6 +199,73 @@ END
 $distribute$;
 )sql";
 
+// The checkpoints of a single-server store, each with the number of events of the log it has not
+// applied.
+constexpr const char* kCheckpointsBehindSql = R"sql(
+SELECT c.projection_name, c.state,
+       (SELECT count(*) FROM prefstore.events e
+        WHERE (e.transaction_id, e.global_position) > (c.last_transaction_id, c.last_position))
+FROM prefstore.projection_checkpoints c
+ORDER BY c.projection_name
+)sql";
+
+// The single-server checkpoints (name, state) once every one has applied the whole log, which
+// is locked against writers. Their positions mean nothing on the workers: a projection behind
+// the log could not tell which moved events it has applied. Calls options.catch_up (a few
+// times, if another session holds a checkpoint) while some are behind; throws UsageError
+// naming them if they stay behind, and while a rebuild is under way or was interrupted.
+std::vector<std::pair<std::string, std::string>> caught_up_checkpoints(
+    pqxx::work& tx, const DistributeOptions& options) {
+  for (int attempt = 0;; ++attempt) {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::string behind;
+    for (const auto& row : tx.exec(kCheckpointsBehindSql)) {
+      const auto name = row[0].as<std::string>();
+      const auto state = row[1].as<std::string>();
+      const auto missing = row[2].as<std::int64_t>();
+      if (state == "rebuilding" || name.ends_with("__rebuild")) {
+        throw UsageError("cannot move the store to distributed mode while a rebuild of " + name +
+                         " is under way or was interrupted: finish it (prefstore projections "
+                         "rebuild) first; nothing was changed");
+      }
+      if (missing > 0) {
+        behind += (behind.empty() ? "" : ", ") + name + " (" + std::to_string(missing) +
+                  " events not applied" + (state == "failed" ? ", failed" : "") + ")";
+      }
+      out.emplace_back(name, state);
+    }
+    if (behind.empty()) return out;
+    if (!options.catch_up || attempt >= 3) {
+      throw UsageError(
+          "cannot move the store to distributed mode: asynchronous projections are behind the "
+          "log: " +
+          behind +
+          ". Run prefstore projections catch-up (writers may keep running), then migrate "
+          "--distributed again; nothing was changed");
+    }
+    options.catch_up();
+  }
+}
+
+// Each single-server checkpoint becomes one per worker (<projection>__node<group>), placed after
+// every moved event (transaction id 1, the last moved position), with its state; the old row
+// goes. A projection with no checkpoint starts from zero on every worker, moved events included.
+void seed_lanes(pqxx::work& tx, const std::vector<std::pair<std::string, std::string>>& checkpoints,
+                std::int64_t moved_up_to) {
+  for (const auto& [name, state] : checkpoints) {
+    if (moved_up_to > 0) {
+      tx.exec_params(
+          "INSERT INTO prefstore.projection_checkpoints "
+          "(projection_name, last_transaction_id, last_position, state) "
+          "SELECT $1 || $4 || n.groupid, '1'::xid8, $2::bigint, $3 "
+          "FROM pg_catalog.pg_dist_node n WHERE n.isactive AND n.noderole = 'primary' "
+          "AND n.shouldhaveshards AND n.groupid > 0",
+          name, moved_up_to, state, std::string(kLaneSuffix));
+    }
+    tx.exec_params("DELETE FROM prefstore.projection_checkpoints WHERE projection_name = $1", name);
+  }
+}
+
 }  // namespace
 
 void prepare_distribution(ConnectionPool& pool) {
@@ -217,14 +293,39 @@ void prepare_distribution(ConnectionPool& pool) {
   }
 }
 
-void distribute(ConnectionPool& pool) {
+void distribute(ConnectionPool& pool, const DistributeOptions& options) {
   auto handle = pool.acquire();
   try {
     pqxx::work tx(detail::native(handle));
+    // Moving a single-server store: lock the log against writers first (before this
+    // transaction takes an id, which would hold back the projectors' commit-safe horizon).
+    // SHARE mode, not EXCLUSIVE: the catch-up's inserts check their foreign keys to streams
+    // with row locks, which EXCLUSIVE would make wait for this transaction.
+    const bool moving = !tx.exec(
+                               "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition "
+                               "WHERE logicalrelid = 'prefstore.events'::regclass)")
+                             .at(0)
+                             .at(0)
+                             .as<bool>();
+    std::int64_t moved_up_to = 0;
+    std::vector<std::pair<std::string, std::string>> checkpoints;  // name, state
+    if (moving) {
+      tx.exec("LOCK TABLE prefstore.streams, prefstore.events IN SHARE MODE");
+      checkpoints = caught_up_checkpoints(tx, options);
+      moved_up_to = tx.exec("SELECT coalesce(max(global_position), 0) FROM prefstore.events")[0][0]
+                        .as<std::int64_t>();
+      // The workers' copy of the rows marks them as moved (set_node_transaction_id).
+      tx.exec("SET LOCAL citus.propagate_set_commands = 'local'");
+      tx.exec("SET LOCAL prefstore.moving_store = 'on'");
+    }
     tx.exec(kAppendFunctionSql);
     tx.exec(kNodeTransactionIdSql);
     tx.exec("SELECT prefstore.assign_owner()");
     tx.exec(kDistributeSql);
+    if (moving) {
+      tx.exec("SET LOCAL prefstore.moving_store = 'off'");
+      seed_lanes(tx, checkpoints, moved_up_to);
+    }
     tx.commit();
   } catch (...) {
     detail::rethrow_translated("distributing prefstore's tables (Citus)");

@@ -544,9 +544,12 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
   const std::string& sql = append_sql(expected.kind, m_announce);
   bool stored_ids_conflict = false;
   std::optional<AppendResult> landed;
+  bool switched = false;  // the store was found distributed since the mode was cached
+  bool distributed = false;
+retry:
   try {
     pqxx::result r;
-    const bool distributed = is_distributed(handle);
+    distributed = is_distributed(handle);
     auto run = [&](pqxx::transaction_base& tx) {
       if (distributed) {
         const std::int64_t expected_arg =
@@ -587,6 +590,25 @@ AppendResult EventLog::append(std::string_view stream_id, const std::vector<NewE
   } catch (const pqxx::unique_violation& e) {
     if (!is_event_id_violation(e)) detail::rethrow_translated(context);
     stored_ids_conflict = true;
+  } catch (const pqxx::feature_not_supported&) {
+    // The store was moved to Citus (migrate --distributed) while this process ran: Citus
+    // refuses the single-server statement as a whole, so nothing was written. Once, ask again
+    // and run the distributed append.
+    bool now_distributed = false;
+    if (!distributed && !switched) {
+      try {
+        now_distributed =
+            m_distributed.load(std::memory_order_relaxed) == 1 || detail::distributed_on(conn);
+      } catch (...) {
+        // Unknown: report the statement's own error.
+      }
+    }
+    if (now_distributed) {
+      m_distributed.store(1, std::memory_order_relaxed);
+      switched = true;
+      goto retry;
+    }
+    detail::rethrow_translated(context);
   } catch (const pqxx::broken_connection& e) {
     if (conn.is_open()) {
       // The server answered with a connection-class error (SQLSTATE 08...): in distributed mode,

@@ -25,6 +25,7 @@
 #include "prefstore/event.hpp"
 #include "prefstore/preference_state.hpp"
 #include "prefstore/snapshot_codec.hpp"
+#include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/timestamp.hpp"
 #include "sha256.hpp"
 #include "snapshot_checksum.hpp"
@@ -164,6 +165,12 @@ constexpr const char* kCountsAgainstHoldersSql =
     "ON c.key = h.key AND c.value_type = h.value_type AND c.value = h.value "
     "WHERE coalesce(c.users, 0) <> coalesce(h.users, 0) "
     "ORDER BY 1, 2, 3 LIMIT $1::bigint";
+
+// Distributed mode: the worker group holding each of the streams $1 (a query of the
+// coordinator's metadata only).
+constexpr const char* kStreamGroupsSql =
+    "SELECT s.id, p.groupid FROM unnest($1::text[]) AS s(id) JOIN pg_catalog.pg_dist_placement p "
+    "ON p.shardid = pg_catalog.get_shard_id_for_distribution_column('prefstore.streams', s.id)";
 
 constexpr const char* kCheckpointsAheadSql =
     "SELECT projection_name, last_position FROM prefstore.projection_checkpoints "
@@ -382,6 +389,11 @@ struct Touch {
   std::string event_id;
 };
 
+struct ValueCountsCheckpoint {
+  std::uint64_t transaction_id = 0;
+  std::int64_t position = 0;
+};
+
 struct StreamRow {
   std::string id;
   std::optional<std::int64_t> version;  // std::nullopt: no row in prefstore.streams
@@ -402,16 +414,14 @@ struct StreamCheck {
   std::int64_t baseline_version = 0;  // the version of a retention baseline standing first
   bool log_problem = false;
   bool covered = true;  // every event is within the value counts' checkpoint
+  // That checkpoint: the projection's, or in distributed mode its lane on the stream's worker
+  // (nullptr: none, so nothing of the stream is covered).
+  const ValueCountsCheckpoint* counts = nullptr;
   PreferenceState state;
   std::map<std::string, Touch, std::less<>> touched;
   DefinitionCatalog catalog;
   std::vector<SnapshotRow>* snapshots = nullptr;
   std::size_t next_snapshot = 0;
-};
-
-struct ValueCountsCheckpoint {
-  std::uint64_t transaction_id = 0;
-  std::int64_t position = 0;
 };
 
 class Verifier {
@@ -447,9 +457,13 @@ class Verifier {
           "verify: prefstore.events has no chain_hash column; apply migration 0004 "
           "(prefstore migrate) before verifying");
     }
+    m_distributed = m_tx.exec(
+                            "SELECT pg_catalog.to_regprocedure('prefstore.append_to_stream("
+                            "text, jsonb, jsonb, bigint)') IS NOT NULL")[0][0]
+                        .as<bool>();
     const auto head = m_tx.exec(
-        "SELECT coalesce(max(global_position), 0), (SELECT count(*) FROM prefstore.streams) "
-        "FROM prefstore.events");
+        "SELECT (SELECT coalesce(max(global_position), 0) FROM prefstore.events), "
+        "(SELECT count(*) FROM prefstore.streams)");
     m_report.log_end_position = head[0][0].as<std::int64_t>();
     m_progress.total_streams = m_options.stream_id ? 1 : head[0][1].as<std::int64_t>();
   }
@@ -494,6 +508,28 @@ class Verifier {
       } catch (const CorruptDataError& e) {
         m_bad_definitions.emplace(key, e.what());
       }
+    }
+    if (m_distributed) {
+      // One checkpoint per worker (lane): <projection>__node<group>.
+      const std::string prefix = std::string(kValueCountsProjection) + kLaneSuffix;
+      for (const auto& row : m_tx.exec_params(
+               "SELECT projection_name, last_transaction_id::text, last_position FROM "
+               "prefstore.projection_checkpoints WHERE starts_with(projection_name, $1)",
+               prefix)) {
+        const auto name = row[0].as<std::string>();
+        if (!is_checkpoint_of(name, kValueCountsProjection)) continue;
+        m_lanes[std::stoi(name.substr(prefix.size()))] =
+            ValueCountsCheckpoint{std::stoull(row[1].as<std::string>()), row[2].as<std::int64_t>()};
+      }
+      if (m_lanes.empty()) {
+        m_report.notes.push_back(
+            std::string(kValueCountsProjection) +
+            " has no checkpoint on any worker (it never ran here): preference_value_holders and "
+            "preference_value_counts were not compared with the log");
+      } else {
+        m_value_counts = ValueCountsCheckpoint{};  // compared per stream, with its lane
+      }
+      return;
     }
     const auto cp = m_tx.exec_params(
         "SELECT last_transaction_id::text, last_position FROM prefstore.projection_checkpoints "
@@ -577,10 +613,24 @@ class Verifier {
     m_current.clear();
     m_holders.clear();
     m_snapshots.clear();
-    load_page_rows(text_array(ids));
+    const std::string array = text_array(ids);
+    load_page_rows(array);
+    // In distributed mode, the worker (group) of each stream, for its value counts lane.
+    std::map<std::string, int, std::less<>> groups;
+    if (m_distributed && m_value_counts) {
+      for (const auto& r : m_tx.exec_params(kStreamGroupsSql, array)) {
+        groups.emplace(r[0].as<std::string>(), r[1].as<int>());
+      }
+    }
     for (const StreamRow& stream : page) {
       StreamCheck check;
       check.row = &stream;
+      if (!m_distributed) {
+        check.counts = m_value_counts ? &*m_value_counts : nullptr;
+      } else if (const auto g = groups.find(stream.id); g != groups.end()) {
+        const auto lane = m_lanes.find(g->second);
+        check.counts = lane == m_lanes.end() ? nullptr : &lane->second;
+      }
       if (const auto it = m_snapshots.find(stream.id); it != m_snapshots.end()) {
         check.snapshots = &it->second;
       }
@@ -654,7 +704,7 @@ class Verifier {
     s.last_recorded_at = e.recorded_at;
     s.last_event_id = e.event_id;
     s.last_chain_hash = e.chain_hash;
-    if (m_value_counts) s.covered = s.covered && covered(e.transaction_id, e.position);
+    if (m_value_counts) s.covered = s.covered && covered(s.counts, e.transaction_id, e.position);
     if (s.log_problem) return;
     const std::string name = event_name(e.stream_id, e.version, e.position, e.event_id);
     const auto fail = [&](Kind kind, const std::string& what) {
@@ -766,12 +816,22 @@ class Verifier {
     check_snapshots(s, &e);
   }
 
-  // True when the checkpoint of preference_value_counts is at or past this place of the log
+  // The value counts checkpoint covering the events of `stream` (see StreamCheck::counts).
+  const ValueCountsCheckpoint* counts_for(const std::string& stream) {
+    if (!m_value_counts) return nullptr;
+    if (!m_distributed) return &*m_value_counts;
+    const auto r = m_tx.exec_params(kStreamGroupsSql, text_array({stream}));
+    if (r.empty()) return nullptr;
+    const auto lane = m_lanes.find(r[0][1].as<int>());
+    return lane == m_lanes.end() ? nullptr : &lane->second;
+  }
+
+  // True when the checkpoint of preference_value_counts (c) is at or past this place of the log
   // (its order: transaction id, then position).
-  [[nodiscard]] bool covered(std::uint64_t transaction_id, std::int64_t position) const {
-    return m_value_counts && (transaction_id < m_value_counts->transaction_id ||
-                              (transaction_id == m_value_counts->transaction_id &&
-                               position <= m_value_counts->position));
+  [[nodiscard]] static bool covered(const ValueCountsCheckpoint* c, std::uint64_t transaction_id,
+                                    std::int64_t position) {
+    return c != nullptr && (transaction_id < c->transaction_id ||
+                            (transaction_id == c->transaction_id && position <= c->position));
   }
 
   static std::string missing_versions(std::int64_t from, std::int64_t to) {
@@ -1138,7 +1198,8 @@ class Verifier {
         const std::string stream = r[0].as<std::string>();
         const auto erased = m_audit.erased_at.find(stream);
         if (erased != m_audit.erased_at.end() &&
-            !covered(erased->second.transaction_id, erased->second.position)) {
+            !covered(counts_for("$audit"), erased->second.transaction_id,
+                     erased->second.position)) {
           ++awaiting;  // the projection forgets the user when it reaches the record
           continue;
         }
@@ -1210,7 +1271,9 @@ class Verifier {
   bool m_rows_done = false;
   std::optional<pqxx::row> m_row;
   AuditIndex m_audit;
-  std::optional<ValueCountsCheckpoint> m_value_counts;
+  std::optional<ValueCountsCheckpoint> m_value_counts;  // distributed: set when m_lanes has any
+  bool m_distributed = false;                           // the store is distributed (Citus)
+  std::map<int, ValueCountsCheckpoint> m_lanes;         // distributed: by worker group
   std::map<std::string, DefinitionEntry, std::less<>> m_definitions;  // rows not yet matched
   std::map<std::string, std::string, std::less<>> m_bad_definitions;  // unreadable rows
   // The read-model rows of the current page of streams.

@@ -21,15 +21,12 @@ WorkerLog::WorkerLog(ConnectionPool& coordinator, CitusWorker worker)
 
 WorkerLog::~WorkerLog() = default;
 
-LogPosition WorkerLog::read_all(LogPosition after, std::int64_t max_count,
-                                const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
-                                std::int64_t page_size) {
-  if (page_size <= 0) throw UsageError("WorkerLog::read_all: page_size must be positive");
+std::string WorkerLog::events_relation(PooledConnection& handle) {
   std::vector<std::string> shards;
   {
-    auto handle = m_coordinator.acquire();
+    auto coordinator = m_coordinator.acquire();
     try {
-      pqxx::nontransaction tx(detail::native(handle));
+      pqxx::nontransaction tx(detail::native(coordinator));
       for (const auto& row : tx.exec_params(
                "SELECT shard_name FROM pg_catalog.citus_shards WHERE table_name = "
                "'prefstore.events'::regclass AND nodename = $1 AND nodeport = $2 ORDER BY 1",
@@ -41,24 +38,32 @@ LogPosition WorkerLog::read_all(LogPosition after, std::int64_t max_count,
                                  std::to_string(m_worker.port));
     }
   }
-  if (shards.empty()) return after;
-  auto handle = m_pool->acquire();
-  std::string sql = std::string("SELECT ") + detail::kEventColumns +
-                    ", ev.transaction_id::text AS transaction_id_text FROM (";
-  {
-    pqxx::nontransaction quoting(detail::native(handle));
-    for (std::size_t i = 0; i < shards.size(); ++i) {
-      const auto dot = shards[i].find('.');
-      sql += (i ? " UNION ALL " : "") + std::string("SELECT * FROM ") +
-             quoting.quote_name(shards[i].substr(0, dot)) + "." +
-             quoting.quote_name(shards[i].substr(dot + 1));
-    }
+  if (shards.empty()) return {};
+  std::string sql = "(";
+  pqxx::nontransaction quoting(detail::native(handle));
+  for (std::size_t i = 0; i < shards.size(); ++i) {
+    const auto dot = shards[i].find('.');
+    sql += (i ? " UNION ALL " : "") + std::string("SELECT * FROM ") +
+           quoting.quote_name(shards[i].substr(0, dot)) + "." +
+           quoting.quote_name(shards[i].substr(dot + 1));
   }
+  return sql + ") AS ev";
+}
+
+LogPosition WorkerLog::read_all(LogPosition after, std::int64_t max_count,
+                                const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                                std::int64_t page_size) {
+  if (page_size <= 0) throw UsageError("WorkerLog::read_all: page_size must be positive");
+  auto handle = m_pool->acquire();
+  const std::string events = events_relation(handle);
+  if (events.empty()) return after;
   // Rows and the horizon from one statement, so from one snapshot of this worker.
-  sql +=
-      ") AS ev WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint) "
-      "AND ev.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-      "ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
+  const std::string sql = std::string("SELECT ") + detail::kEventColumns +
+                          ", ev.transaction_id::text AS transaction_id_text FROM " + events +
+                          " WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, "
+                          "$2::bigint) AND ev.transaction_id < pg_snapshot_xmin("
+                          "pg_current_snapshot()) ORDER BY ev.transaction_id, "
+                          "ev.global_position LIMIT $3";
   try {
     return detail::visit_pages(
         after, max_count, page_size,
@@ -72,6 +77,25 @@ LogPosition WorkerLog::read_all(LogPosition after, std::int64_t max_count,
     detail::rethrow_translated("reading the events of worker " + m_worker.host + ":" +
                                std::to_string(m_worker.port) + " after position " +
                                std::to_string(after.global_position));
+  }
+}
+
+WorkerLog::Lag WorkerLog::lag(LogPosition after) {
+  auto handle = m_pool->acquire();
+  const std::string events = events_relation(handle);
+  if (events.empty()) return {};
+  try {
+    pqxx::nontransaction tx(detail::native(handle));
+    const auto r = tx.exec_params(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(ev.recorded_at)), 0)::double "
+        "precision FROM " +
+            events +
+            " WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint)",
+        std::to_string(after.transaction_id), after.global_position);
+    return {r[0][0].as<std::int64_t>(), r[0][1].as<double>()};
+  } catch (...) {
+    detail::rethrow_translated("reading the projection lag on worker " + m_worker.host + ":" +
+                               std::to_string(m_worker.port));
   }
 }
 

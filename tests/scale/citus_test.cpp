@@ -8,14 +8,17 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <pqxx/pqxx>
 #include <set>
 #include <thread>
 
 #include "calendar_definitions.hpp"
 #include "prefstore/errors.hpp"
+#include "prefstore/projections/registry.hpp"
 #include "prefstore/projections/runner.hpp"
 #include "prefstore/projections/value_counts.hpp"
+#include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/distribution.hpp"
 #include "prefstore/storage/local_server.hpp"
 #include "prefstore/store.hpp"
@@ -268,6 +271,188 @@ TEST(Citus, PerWorkerProjectorsSkipNothingUnderConcurrentWriters) {
       c.value("SELECT coalesce(sum(users), 0) FROM prefstore.preference_value_counts WHERE key = "
               "'calendar.timezone' AND value_type = 'string'"));
   EXPECT_GE(counted, 24);  // the 24 busy users, and the other tests' users of the database
+}
+
+// Moving a running single-server store (point 2, "on an existing single-server store"): a
+// store migrated without Citus's tables, with history and projections behind, is distributed
+// by `migrate --distributed` while writers go on through a Store opened before the move.
+// Every event stays, every writer's last value is read back, the projections go on per worker
+// from where they were without applying a moved event twice, and verify finds nothing wrong.
+TEST(Citus, MovingARunningSingleServerStoreKeepsEveryEventAndItsProjectionsGoOn) {
+  // A plain PostgreSQL database on the coordinator's server until the move begins.
+  const std::string url = Citus::instance().cluster.create_database("moving", false);
+  const CitusNode& c = Citus::instance().coordinator;
+  StoreOptions single;
+  single.database_url = url;
+  Store store(single);  // migrated as a single server: no table of Citus's
+  (void)store.define(timezone());
+  (void)store.define(meeting_length());
+  const char* zones[] = {"Europe/Berlin", "America/Chicago", "Asia/Tokyo", "UTC"};
+  for (int u = 0; u < 30; ++u) {
+    const std::string user = "before" + std::to_string(u) + "@example.com";
+    (void)store.set(user, "calendar.timezone", std::string(zones[u % 4]));
+    (void)store.set(user, "calendar.default_meeting_minutes", std::int64_t{15 + u});
+  }
+  {
+    projections::ProjectionRunner runner(store.pool(), projections::default_projections());
+    (void)runner.catch_up();
+  }
+  for (int u = 0; u < 5; ++u) {  // left for the move to catch up
+    (void)store.set("before" + std::to_string(u) + "@example.com", "calendar.timezone",
+                    std::string("Asia/Tokyo"));
+  }
+  const auto before = std::stoll(c.value("SELECT count(*) FROM prefstore.events", "moving"));
+
+  // Writers through the Store opened before the move, each on users of its own.
+  std::atomic<bool> writing{true};
+  std::atomic<int> landed{0};
+  std::atomic<int> failed{0};
+  std::mutex model_mutex;
+  std::map<std::string, std::string> model;  // user -> last time zone that landed
+  std::vector<std::thread> writers;
+  struct StopWriters {  // also when an assertion throws with the writers running
+    std::atomic<bool>& writing;
+    std::vector<std::thread>& threads;
+    ~StopWriters() {
+      writing = false;
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } stop_writers{writing, writers};
+  for (int t = 0; t < 2; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; writing; ++i) {
+        const std::string user =
+            "during" + std::to_string(t) + "_" + std::to_string(i % 10) + "@example.com";
+        const std::string zone = zones[(t + i) % 4];
+        try {
+          (void)store.set(user, "calendar.timezone", zone);
+          ++landed;
+          const std::lock_guard lock(model_mutex);
+          model[user] = zone;
+        } catch (const std::exception& e) {
+          if (failed++ == 0) std::cout << "a write during the move failed: " << e.what() << "\n";
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int landed_before_move = landed;
+  Citus::instance().cluster.register_workers("moving");  // CREATE EXTENSION citus, add nodes
+  {
+    StoreOptions d = single;
+    d.distributed = true;
+    Store mover(d);  // migrate --distributed
+  }
+  const int landed_at_move = landed;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  writing = false;
+  for (auto& w : writers) w.join();
+
+  const auto status = storage::distribution_status(store.pool());
+  const auto events = std::stoll(c.value("SELECT count(*) FROM prefstore.events", "moving"));
+  const auto moved = std::stoll(
+      c.value("SELECT count(*) FROM prefstore.events WHERE transaction_id = '1'::xid8", "moving"));
+  std::cout << "history: " << before << " events; the writers landed " << landed_before_move
+            << " before the move, " << (landed_at_move - landed_before_move)
+            << " while it ran (moved with the rest), " << (landed - landed_at_move) << " after it; "
+            << failed << " failed; the log holds " << events << ", " << moved
+            << " of them moved (transaction id 1)\n";
+  EXPECT_EQ(status.distributed_tables.size(), 5u);
+  EXPECT_EQ(failed, 0);
+  EXPECT_GT(landed - landed_at_move, 0);  // writes went on after the move
+  EXPECT_EQ(events, before + landed);
+  EXPECT_GE(moved, before);
+  for (const auto& [user, zone] : model) {
+    EXPECT_EQ(store.get(user, "calendar.timezone"), Value(zone)) << user;
+  }
+  EXPECT_EQ(store.get("before3@example.com", "calendar.timezone"),
+            Value(std::string("Asia/Tokyo")));
+  EXPECT_EQ(store.version("before29@example.com"), 2);
+
+  // The projections: the lanes start after the moved events; counts equal the current state.
+  projections::ProjectionRunner runner(store.pool(), projections::default_projections());
+  const std::int64_t applied = runner.catch_up();
+  const auto lanes = std::stoll(
+      c.value("SELECT count(*) FROM prefstore.projection_checkpoints WHERE projection_name LIKE "
+              "'preference_value_counts\\_\\_node%'",
+              "moving"));
+  const auto single_checkpoints = std::stoll(
+      c.value("SELECT count(*) FROM prefstore.projection_checkpoints WHERE projection_name NOT "
+              "LIKE '%\\_\\_node%'",
+              "moving"));
+  std::cout << "after the move the lanes of 2 projections applied " << applied << " events\n";
+  EXPECT_EQ(applied, 2 * (events - moved));  // every new event once per projection, no moved one
+  EXPECT_EQ(lanes, 2);
+  EXPECT_EQ(single_checkpoints, 0);
+  const std::string mismatches = c.value(
+      "SELECT count(*) FROM (SELECT key, value_type, value, count(*) AS users FROM "
+      "prefstore.preferences_current GROUP BY 1, 2, 3) truth FULL JOIN "
+      "prefstore.preference_value_counts vc USING (key, value_type, value) "
+      "WHERE truth.users IS DISTINCT FROM vc.users",
+      "moving");
+  EXPECT_EQ(mismatches, "0");
+
+  // Lag per lane: one more event shows on its worker's lanes only.
+  (void)store.set("before7@example.com", "calendar.timezone", std::string("UTC"));
+  std::int64_t lagging = 0;
+  std::int64_t lag = 0;
+  for (const auto& s : storage::checkpoint_status(store.pool())) {
+    if (s.lag_events > 0) ++lagging;
+    lag += s.lag_events;
+  }
+  EXPECT_EQ(lagging, 2);  // value counts and snapshots, on the user's worker
+  EXPECT_EQ(lag, 2);
+  (void)runner.catch_up();
+
+  const auto report = store.verify();
+  std::cout << "verify after the move: " << report.events_checked << " events, "
+            << report.problems.size() << " problems, " << report.value_counts_streams_behind
+            << " streams behind the value counts\n";
+  EXPECT_TRUE(report.problems.empty());
+  EXPECT_EQ(report.value_counts_streams_behind, 0);
+  EXPECT_EQ(report.events_checked, events + 1);
+}
+
+// The move refuses a store whose projections are behind the log when nothing catches them up
+// (storage::distribute without DistributeOptions::catch_up), names them, and changes nothing.
+TEST(Citus, MovingAStoreWithProjectionsBehindIsRefusedAndChangesNothing) {
+  const std::string url = Citus::instance().cluster.create_database("behind", false);
+  StoreOptions single;
+  single.database_url = url;
+  Store store(single);
+  (void)store.define(timezone());
+  (void)store.set("ada@example.com", "calendar.timezone", std::string("Europe/Berlin"));
+  {
+    projections::ProjectionRunner runner(store.pool(), projections::default_projections());
+    (void)runner.catch_up();
+  }
+  (void)store.set("ada@example.com", "calendar.timezone", std::string("Asia/Tokyo"));
+  Citus::instance().cluster.register_workers("behind");
+  storage::prepare_distribution(store.pool());
+  try {
+    storage::distribute(store.pool());
+    ADD_FAILURE() << "the move was not refused";
+  } catch (const UsageError& e) {
+    std::cout << "refused: " << e.what() << "\n";
+    EXPECT_NE(std::string(e.what()).find("preference_value_counts (1 events not applied)"),
+              std::string::npos)
+        << e.what();
+  }
+  const auto status = storage::distribution_status(store.pool());
+  EXPECT_TRUE(status.distributed_tables.empty());
+  EXPECT_FALSE(storage::is_distributed(store.pool()));
+  EXPECT_EQ(store.get("ada@example.com", "calendar.timezone"), Value(std::string("Asia/Tokyo")));
+  // With the catch-up it moves.
+  storage::DistributeOptions with_catch_up;
+  with_catch_up.catch_up = [&] {
+    projections::ProjectionRunner runner(store.pool(), projections::default_projections());
+    (void)runner.catch_up();
+  };
+  storage::distribute(store.pool(), with_catch_up);
+  EXPECT_EQ(storage::distribution_status(store.pool()).distributed_tables.size(), 5u);
+  EXPECT_EQ(store.get("ada@example.com", "calendar.timezone"), Value(std::string("Asia/Tokyo")));
 }
 
 TEST(Citus, AStoppedWorkerFailsItsUsersWritesClearlyWhileOthersGoOnAndNothingIsLost) {

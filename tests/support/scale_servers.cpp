@@ -88,18 +88,18 @@ int CitusNode::port() const {
   return m_server->options().port;
 }
 
-std::string CitusNode::url() const {
-  return "host=127.0.0.1 port=" + std::to_string(port()) + " user=postgres dbname=prefstore";
+std::string CitusNode::url(const std::string& database) const {
+  return "host=127.0.0.1 port=" + std::to_string(port()) + " user=postgres dbname=" + database;
 }
 
-void CitusNode::exec(const std::string& sql) const {
-  pqxx::connection c(url());
+void CitusNode::exec(const std::string& sql, const std::string& database) const {
+  pqxx::connection c(url(database));
   pqxx::nontransaction tx(c);
   tx.exec(sql);
 }
 
-std::string CitusNode::value(const std::string& sql) const {
-  pqxx::connection c(url());
+std::string CitusNode::value(const std::string& sql, const std::string& database) const {
+  pqxx::connection c(url(database));
   pqxx::nontransaction tx(c);
   return tx.exec1(sql)[0].as<std::string>();
 }
@@ -113,13 +113,32 @@ void CitusNode::start() {
 }
 
 CitusCluster::CitusCluster(int count) {
-  coordinator.exec("SELECT citus_set_coordinator_host('127.0.0.1', " +
-                   std::to_string(coordinator.port()) + ")");
-  for (int i = 0; i < count; ++i) {
-    workers.push_back(std::make_unique<CitusNode>());
-    coordinator.exec("SELECT citus_add_node('127.0.0.1', " +
-                     std::to_string(workers.back()->port()) + ")");
+  for (int i = 0; i < count; ++i) workers.push_back(std::make_unique<CitusNode>());
+  register_workers("prefstore");
+}
+
+void CitusCluster::register_workers(const std::string& database) {
+  coordinator.exec("CREATE EXTENSION IF NOT EXISTS citus", database);
+  coordinator.exec(
+      "SELECT citus_set_coordinator_host('127.0.0.1', " + std::to_string(coordinator.port()) + ")",
+      database);
+  for (const auto& w : workers) {
+    coordinator.exec("SELECT citus_add_node('127.0.0.1', " + std::to_string(w->port()) + ")",
+                     database);
   }
+}
+
+std::string CitusCluster::create_database(const std::string& database, bool citus_on_coordinator) {
+  std::vector<const CitusNode*> nodes{&coordinator};
+  for (const auto& w : workers) nodes.push_back(w.get());
+  for (const CitusNode* n : nodes) {
+    pqxx::connection c(n->url("postgres"));
+    pqxx::nontransaction tx(c);
+    tx.exec("CREATE DATABASE " + c.quote_name(database));
+    if (n != &coordinator) n->exec("CREATE EXTENSION citus", database);
+  }
+  if (citus_on_coordinator) register_workers(database);
+  return coordinator.url(database);
 }
 
 }  // namespace prefstore::testing

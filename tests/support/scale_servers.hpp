@@ -48,9 +48,12 @@ class CitusNode {
   CitusNode& operator=(const CitusNode&) = delete;
 
   [[nodiscard]] int port() const;
-  [[nodiscard]] std::string url() const;  // database "prefstore", user postgres
-  void exec(const std::string& sql) const;
-  [[nodiscard]] std::string value(const std::string& sql) const;  // first column of one row
+  // User postgres, database "prefstore" or the one named.
+  [[nodiscard]] std::string url(const std::string& database = "prefstore") const;
+  void exec(const std::string& sql, const std::string& database = "prefstore") const;
+  // The first column of one row.
+  [[nodiscard]] std::string value(const std::string& sql,
+                                  const std::string& database = "prefstore") const;
   void stop();
   void start();
 
@@ -63,6 +66,13 @@ class CitusNode {
 class CitusCluster {
  public:
   explicit CitusCluster(int workers = 2);
+  // Creates `database` on every node with the citus extension and the workers registered in the
+  // coordinator's copy; returns the coordinator's URL of it. Without `citus_on_coordinator` the
+  // coordinator's copy is a plain PostgreSQL database until register_workers(database).
+  std::string create_database(const std::string& database, bool citus_on_coordinator = true);
+  // Creates the citus extension in the coordinator's `database` if missing and registers the
+  // workers there.
+  void register_workers(const std::string& database);
   CitusNode coordinator;
   std::vector<std::unique_ptr<CitusNode>> workers;
 };

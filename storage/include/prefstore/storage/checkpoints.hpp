@@ -42,6 +42,14 @@ struct CheckpointStatus {
 // lowercase letter, then lowercase letters, digits or underscores. The one copy of that rule.
 [[nodiscard]] bool is_valid_checkpoint_name(std::string_view name) noexcept;
 
+// Distributed mode: the checkpoint of a projection's lane on one worker is
+// "<projection>__node<group id>" (ProjectionRunner, WorkerLog).
+inline constexpr const char* kLaneSuffix = "__node";
+
+// Whether `checkpoint` names the projection's own checkpoint or one of its lanes.
+[[nodiscard]] bool is_checkpoint_of(std::string_view checkpoint,
+                                    std::string_view projection) noexcept;
+
 // Locks the projection's checkpoint row in uow, creating it at the start of the log if it does
 // not exist. Returns std::nullopt (without waiting) when another transaction holds it: another
 // runner is at work. Throws ValidationError for an invalid name.

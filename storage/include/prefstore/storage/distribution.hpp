@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,13 +21,27 @@ namespace prefstore::storage {
 // registered, PermissionError when the login role may not create the extension or roles.
 void prepare_distribution(ConnectionPool& pool);
 
+struct DistributeOptions {
+  // Moving a single-server store only: called, while the log is locked against writers, when
+  // an asynchronous projection has not applied the whole log. It must catch the projections up
+  // on connections of its own (ProjectionRunner::catch_up). Empty: such a store is refused.
+  std::function<void()> catch_up;
+};
+
 // After the migrations: distributes streams, events, preferences_current, snapshots and
 // preference_value_holders by stream_id (co-located with streams), makes
 // preference_definitions, preference_value_counts, projection_checkpoints and backup_history
 // reference tables, and installs the single-shard append function (prefstore.append_to_stream,
-// run on the worker holding the user's shard). Existing rows move to the shards. Idempotent:
-// run it after every migration of a distributed store (`prefstore migrate --distributed`).
-void distribute(ConnectionPool& pool);
+// run on the worker holding the user's shard). Idempotent: run it after every migration of a
+// distributed store (`prefstore migrate --distributed`).
+//
+// On a store with events (moving a running single-server store): one transaction locks the log
+// against writers (they wait, then go on, distributed), moves the rows to the shards (the moved
+// events get transaction id 1: before every transaction of their worker) and turns each
+// asynchronous projection's checkpoint into one per worker placed after the moved events. Every
+// checkpoint must have applied the whole log first (see DistributeOptions::catch_up): UsageError
+// naming those behind otherwise, or while a rebuild is under way; nothing is changed then.
+void distribute(ConnectionPool& pool, const DistributeOptions& options = {});
 
 // What distribute() has done in the database.
 struct DistributionStatus {

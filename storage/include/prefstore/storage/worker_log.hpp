@@ -37,9 +37,22 @@ class WorkerLog {
                        const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
                        std::int64_t page_size = 1000);
 
+  // The committed events of this worker after `after` and the age in seconds of the oldest of them
+  // (0 when none): a projection lane's lag. Throws UnavailableError when the worker cannot be
+  // reached.
+  struct Lag {
+    std::int64_t events = 0;
+    double seconds = 0;
+  };
+  [[nodiscard]] Lag lag(LogPosition after);
+
   [[nodiscard]] const CitusWorker& worker() const noexcept { return m_worker; }
 
  private:
+  // "(SELECT * FROM shard UNION ALL ...) AS ev" over this worker's events shards (asked of the
+  // coordinator), quoted on handle's connection; empty when the worker holds none.
+  std::string events_relation(PooledConnection& handle);
+
   ConnectionPool& m_coordinator;
   CitusWorker m_worker;
   std::unique_ptr<ConnectionPool> m_pool;
