@@ -5,6 +5,7 @@
 #include "prefstore/projections/registry.hpp"
 #include "prefstore/projections/runner.hpp"
 #include "prefstore/storage/backup_file.hpp"
+#include "prefstore/storage/distribution.hpp"
 #include "prefstore/timestamp.hpp"
 
 namespace prefstore::cli {
@@ -78,9 +79,13 @@ int BackupCommands::run_create() {
   if (!m_quiet) std::cerr << "\n";
   print_header(summary.header);
   std::cout << "wrote " << m_file << ": " << summary.bytes << " bytes in "
-            << summary.trailer.chunk_count << " chunks\n"
-            << "next incremental backup: prefstore backup create FILE --since "
-            << summary.header.until_position << "\n";
+            << summary.trailer.chunk_count << " chunks\n";
+  if (prefstore::storage::is_distributed(store.pool())) {
+    std::cout << "distributed store: incremental backups are not supported; take full ones\n";
+  } else {
+    std::cout << "next incremental backup: prefstore backup create FILE --since "
+              << summary.header.until_position << "\n";
+  }
   return kOk;
 }
 

@@ -10,6 +10,7 @@
 #include "prefstore/projections/projection_name.hpp"
 #include "prefstore/projections/runner.hpp"
 #include "prefstore/storage/checkpoints.hpp"
+#include "prefstore/storage/distribution.hpp"
 #include "prefstore/storage/unit_of_work.hpp"
 
 namespace prefstore::projections {
@@ -113,6 +114,13 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
   validate_projection_name(name);
   const std::string scratch = name + kShadowSuffix;
   validate_projection_name(scratch);
+  if (storage::is_distributed(pool)) {
+    // Its shadow tables would be plain tables of the coordinator, swapped in for distributed
+    // ones, and its one checkpoint would stand beside the workers' lanes.
+    throw UsageError("rebuilding " + name +
+                     " is not supported in distributed mode (Citus) yet; nothing was changed. "
+                     "The projectors' lanes keep the read models up to date (docs/scaling.md)");
+  }
   storage::EventLog log(pool);
   RebuildProgress progress;
   // The count scans the log: with a third connection it runs beside the first batches, and is

@@ -15,6 +15,7 @@
 #include "pq_access.hpp"
 #include "prefstore/errors.hpp"
 #include "prefstore/storage/database_url.hpp"
+#include "prefstore/storage/distribution.hpp"
 #include "sha256.hpp"
 
 namespace prefstore::storage {
@@ -172,6 +173,13 @@ BackupSummary create_backup(ConnectionPool& pool, const std::filesystem::path& f
   }
   const std::string context = "backing up to " + file.string();
   BackupSummary summary;
+  if (options.since_position > 0 && is_distributed(pool)) {
+    throw UsageError(
+        "backup: incremental backups (--since) are not supported in distributed mode: each "
+        "Citus worker draws positions from its own range, so \"after position " +
+        std::to_string(options.since_position) +
+        "\" would miss events written since on other workers; take a full backup");
+  }
   auto locker = pool.acquire();
   auto reader = pool.acquire();
   try {
@@ -181,10 +189,11 @@ BackupSummary create_backup(ConnectionPool& pool, const std::filesystem::path& f
     hold.exec("SET LOCAL lock_timeout = " + std::to_string(options.settle_timeout.count()));
     hold.exec("LOCK TABLE prefstore.events IN SHARE MODE");
     pqxx::transaction<pqxx::repeatable_read> tx(detail::native(reader));
+    // Three scalar subqueries (a subquery beside an aggregate is not pushed down by Citus).
     const auto head = tx.exec(
-        "SELECT coalesce(max(global_position), 0), "
+        "SELECT (SELECT coalesce(max(global_position), 0) FROM prefstore.events), "
         "(SELECT coalesce(max(version), 0) FROM prefstore.schema_migrations), " +
-        micros_of("now()") + " FROM prefstore.events");
+        micros_of("now()"));
     hold.abort();  // appends go on; the reader keeps its snapshot
     const std::int64_t end = head[0][0].as<std::int64_t>();
     if (options.since_position > end) {
@@ -304,6 +313,12 @@ BackupRestoreSummary restore_backup(ConnectionPool& pool, const std::filesystem:
     }
   }
   BackupReader reader(file);  // checks the header before anything else
+  if (is_distributed(pool)) {
+    throw UsageError(
+        "restore: the database is distributed (Citus); restore into a single-server database "
+        "(a new database after `prefstore migrate`, on the coordinator's server), then move it "
+        "with `prefstore migrate --distributed` (docs/scaling.md); nothing was written");
+  }
   BackupRestoreSummary summary;
   summary.header = reader.header();
   const BackupHeader& header = summary.header;

@@ -266,6 +266,33 @@ void seed_lanes(pqxx::work& tx, const std::vector<std::pair<std::string, std::st
   }
 }
 
+// Each worker's position sequence goes past the largest position of its range in the log, so
+// its appends do not repeat them. Citus gives worker group g the positions from g * 2^48, and a
+// moved log holds such positions when it is a restored backup of a distributed store. Run on
+// the workers (each computes its own range) once the move has committed: the moved rows are
+// visible there only then. A no-op when nothing was moved (a sequence is never behind the
+// positions it drew).
+void advance_worker_positions(PooledConnection& handle) {
+  pqxx::nontransaction tx(detail::native(handle));
+  const auto results = tx.exec(R"sql(
+SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers($command$
+SELECT pg_catalog.setval('prefstore.events_global_position_seq', m)
+FROM (SELECT max(global_position) AS m FROM prefstore.events, pg_catalog.pg_dist_local_group g
+      WHERE global_position >= g.groupid::bigint << 48
+        AND global_position < (g.groupid::bigint + 1) << 48) AS r
+WHERE m > (SELECT last_value FROM prefstore.events_global_position_seq)
+$command$)
+)sql");
+  for (const auto& row : results) {
+    if (!row[2].as<bool>()) {
+      throw Error("the move committed, but advancing the position sequence of worker " +
+                  row[0].as<std::string>() + ":" + row[1].as<std::string>() +
+                  " failed: " + row[3].as<std::string>() +
+                  "; run prefstore migrate --distributed again before writing");
+    }
+  }
+}
+
 }  // namespace
 
 void prepare_distribution(ConnectionPool& pool) {
@@ -327,6 +354,8 @@ void distribute(ConnectionPool& pool, const DistributeOptions& options) {
       seed_lanes(tx, checkpoints, moved_up_to);
     }
     tx.commit();
+    // Idempotent, so every call repairs what an interrupted one left.
+    advance_worker_positions(handle);
   } catch (...) {
     detail::rethrow_translated("distributing prefstore's tables (Citus)");
   }

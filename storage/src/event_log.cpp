@@ -691,6 +691,7 @@ std::int64_t EventLog::append_bulk(const std::vector<BulkEvent>& events, std::si
   const std::string context = "bulk-appending " + std::to_string(events.size()) + " events";
   std::int64_t appended = 0;
   try {
+    const bool distributed = is_distributed(handle);
     pqxx::work tx(conn);
     std::int64_t inline_after = 0;
     for (std::size_t start = 0; start < events.size(); start += batch_size) {
@@ -717,10 +718,22 @@ std::int64_t EventLog::append_bulk(const std::vector<BulkEvent>& events, std::si
           metas.push_back(&events[i].metadata);
         }
         std::vector<std::string> ids = event_ids_for(evs, seen);
+        if (distributed) {
+          // One single-shard call per user, all in this (two-phase committed) transaction.
+          BatchBuilder one;
+          one.add_stream(stream_id, evs, metas, ids);
+          const auto [events_json, changes_json] = one.finish();
+          (void)detail::exec_statement(tx, handle, "prefstore_append_to_stream",
+                                       kDistributedAppendSql, std::string(stream_id), events_json,
+                                       changes_json, std::int64_t{-1});
+          continue;
+        }
         builder.add_stream(stream_id, evs, metas, ids);
       }
-      const auto [events_json, changes_json] = builder.finish();
-      (void)detail::exec_statement(tx, handle, name, sql, events_json, changes_json);
+      if (!distributed) {
+        const auto [events_json, changes_json] = builder.finish();
+        (void)detail::exec_statement(tx, handle, name, sql, events_json, changes_json);
+      }
       if (m_inline) run_inline(m_inline, tx, handle, inline_after);
       appended += static_cast<std::int64_t>(end - start);
     }

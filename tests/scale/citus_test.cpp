@@ -11,15 +11,20 @@
 #include <mutex>
 #include <pqxx/pqxx>
 #include <set>
+#include <stop_token>
 #include <thread>
+
+#include <unistd.h>
 
 #include "calendar_definitions.hpp"
 #include "prefstore/errors.hpp"
+#include "prefstore/projections/rebuild.hpp"
 #include "prefstore/projections/registry.hpp"
 #include "prefstore/projections/runner.hpp"
 #include "prefstore/projections/value_counts.hpp"
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/distribution.hpp"
+#include "prefstore/storage/event_log.hpp"
 #include "prefstore/storage/local_server.hpp"
 #include "prefstore/store.hpp"
 #include "scale_servers.hpp"
@@ -53,12 +58,13 @@ class Citus {
 };
 
 // The port of the worker holding the user's shard.
-int worker_port_of(const std::string& user) {
+int worker_port_of(const std::string& user, const std::string& database = "prefstore") {
   return std::stoi(Citus::instance().coordinator.value(
       "SELECT nodeport FROM pg_catalog.citus_shards WHERE table_name = "
       "'prefstore.streams'::regclass AND shardid = "
       "pg_catalog.get_shard_id_for_distribution_column('prefstore.streams', " +
-      pqxx::connection(Citus::instance().coordinator.url()).quote(user) + ")"));
+          pqxx::connection(Citus::instance().coordinator.url()).quote(user) + ")",
+      database));
 }
 
 TEST(Citus, MigrateDistributedDistributesByUserAndEveryUserStatementHitsOneShard) {
@@ -453,6 +459,276 @@ TEST(Citus, MovingAStoreWithProjectionsBehindIsRefusedAndChangesNothing) {
   storage::distribute(store.pool(), with_catch_up);
   EXPECT_EQ(storage::distribution_status(store.pool()).distributed_tables.size(), 5u);
   EXPECT_EQ(store.get("ada@example.com", "calendar.timezone"), Value(std::string("Asia/Tokyo")));
+}
+
+// The operations beyond single-user calls in distributed mode: a bulk import lands across both
+// workers all or nothing; a full backup of the distributed store restores into a single-server
+// database, which then moves to Citus with the same state; what is not supported (incremental
+// backups, a restore into a distributed database, rebuilds) is refused and changes nothing.
+TEST(Citus, ImportBackupRestoreAndRebuildInDistributedMode) {
+  Store store(Citus::instance().options());
+  (void)store.define(timezone());
+  (void)store.define(meeting_length());
+  storage::EventLog log(store.pool());
+  std::vector<storage::BulkEvent> import;
+  for (int i = 0; i < 200; ++i) {
+    const std::string user = "imported" + std::to_string(i % 40) + "@example.com";
+    import.push_back({user,
+                      storage::NewEvent{{},
+                                        PreferenceSet {
+                                          "calendar.default_meeting_minutes",
+                                          Value(std::int64_t{10 + i % 100})
+                                        }},
+                      Metadata {}});
+  }
+  EXPECT_EQ(log.append_bulk(import, 64), 200);
+  int on_first_worker = 0;
+  const int first_port = Citus::instance().cluster.workers[0]->port();
+  for (int u = 0; u < 40; ++u) {
+    const std::string user = "imported" + std::to_string(u) + "@example.com";
+    EXPECT_EQ(store.version(user), 5) << user;
+    EXPECT_EQ(store.get(user, "calendar.default_meeting_minutes"),
+              Value(std::int64_t{10 + (160 + u) % 100}))
+        << user;
+    if (worker_port_of(user) == first_port) ++on_first_worker;
+  }
+  std::cout << "imported 200 events of 40 users, " << on_first_worker
+            << " of them on the first worker\n";
+  EXPECT_GT(on_first_worker, 0);
+  EXPECT_LT(on_first_worker, 40);
+
+  // An import whose last event reuses an id stored in its stream lands nothing, on either worker
+  // (the 39 events before it are spread over both).
+  const auto events_before =
+      std::stoll(Citus::instance().coordinator.value("SELECT count(*) FROM prefstore.events"));
+  std::vector<storage::BulkEvent> clash;
+  for (int i = 0; i < 40; ++i) {
+    clash.push_back(
+        {"imported" + std::to_string(i) + "@example.com",
+         storage::NewEvent{
+             {}, PreferenceSet{"calendar.default_meeting_minutes", Value(std::int64_t{99})}},
+         Metadata{}});
+  }
+  const std::string stored_id = Citus::instance().coordinator.value(
+      "SELECT event_id::text FROM prefstore.events WHERE stream_id = 'imported39@example.com' "
+      "LIMIT 1");
+  clash.back().event.event_id = stored_id;
+  EXPECT_THROW((void)log.append_bulk(clash, 16), ConflictError);
+  EXPECT_EQ(
+      std::stoll(Citus::instance().coordinator.value("SELECT count(*) FROM prefstore.events")),
+      events_before);
+  EXPECT_EQ(store.version("imported5@example.com"), 5);
+
+  // Single appends run on the workers, which draw positions from their own ranges (an import's
+  // calls run in the coordinator's transaction and draw from its sequence).
+  for (int u = 0; u < 40; ++u) {
+    (void)store.set("imported" + std::to_string(u) + "@example.com", "calendar.timezone",
+                    std::string("Europe/Berlin"));
+  }
+  const auto events_backed_up =
+      std::stoll(Citus::instance().coordinator.value("SELECT count(*) FROM prefstore.events"));
+
+  // A full backup; an incremental one and a restore here are refused.
+  const fs::path dir =
+      fs::temp_directory_path() / ("prefstore-citus-backup-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path file = dir / "full.bak";
+  const auto backup = store.backup(file);
+  std::cout << "backup of the distributed store: " << backup.trailer.event_count << " events, "
+            << backup.trailer.snapshot_count << " snapshots\n";
+  EXPECT_EQ(backup.trailer.event_count, events_backed_up);
+  storage::BackupOptions incremental;
+  incremental.since_position = backup.header.until_position;
+  EXPECT_THROW((void)store.backup(dir / "incremental.bak", incremental), UsageError);
+  EXPECT_THROW((void)store.restore_backup(file), UsageError);
+  EXPECT_EQ(
+      std::stoll(Citus::instance().coordinator.value("SELECT count(*) FROM prefstore.events")),
+      events_backed_up);
+
+  // Restore into a plain database on the coordinator's server, then move it.
+  const std::string url = Citus::instance().cluster.create_database("restored", false);
+  StoreOptions single;
+  single.database_url = url;
+  {
+    Store restored(single);
+    const auto summary = restored.restore_backup(file);
+    EXPECT_EQ(summary.events, events_backed_up);
+  }
+  Citus::instance().cluster.register_workers("restored");
+  StoreOptions moved_options = single;
+  moved_options.distributed = true;
+  Store moved(moved_options);
+  EXPECT_TRUE(storage::is_distributed(moved.pool()));
+  for (int u = 0; u < 40; ++u) {
+    const std::string user = "imported" + std::to_string(u) + "@example.com";
+    const auto here = moved.get_all(user);
+    const auto there = store.get_all(user);
+    ASSERT_EQ(here.size(), there.size()) << user;
+    for (const auto& [key, resolved] : there) {
+      ASSERT_TRUE(here.count(key)) << user << " " << key;
+      EXPECT_EQ(here.at(key).value, resolved.value) << user << " " << key;
+      EXPECT_EQ(here.at(key).is_default, resolved.is_default) << user << " " << key;
+    }
+    EXPECT_EQ(moved.version(user), 6) << user;
+  }
+  // New events on both workers take positions after the restored ones of their worker's range
+  // (the restored log holds positions of the first cluster's workers).
+  for (int u = 0; u < 40; ++u) {
+    (void)moved.set("imported" + std::to_string(u) + "@example.com", "calendar.timezone",
+                    std::string("Asia/Tokyo"));
+  }
+  EXPECT_EQ(
+      Citus::instance().coordinator.value(
+          "SELECT count(*) - count(DISTINCT global_position) FROM prefstore.events", "restored"),
+      "0");
+  const auto report = moved.verify();
+  std::cout << "restored into a single server and moved: verify read " << report.events_checked
+            << " events, " << report.problems.size() << " problems\n";
+  EXPECT_TRUE(report.problems.empty());
+  EXPECT_EQ(report.events_checked, events_backed_up + 40);
+
+  // A rebuild is refused and leaves the tables distributed.
+  projections::ValueCountsProjection counts;
+  EXPECT_THROW((void)projections::rebuild_projection(store.pool(), counts), UsageError);
+  const auto status = storage::distribution_status(store.pool());
+  EXPECT_EQ(status.distributed_tables.size(), 5u);
+  EXPECT_EQ(status.reference_tables.size(), 4u);
+  fs::remove_all(dir);
+}
+
+// TESTING.md #3 per worker: one append held open on a worker while 1,000 later appends commit on
+// both, with the projector running. Oracle: the held worker's lane never passes the open
+// transaction and shows the stall as lag, the other worker's lane goes on, and once it commits
+// every event of the log is applied exactly once (the lanes' counts equal the log's).
+TEST(Citus, AnAppendHeldOpenOnOneWorkerStallsOnlyItsLaneAndNothingIsSkipped) {
+  const std::string database = "held";
+  const std::string url = Citus::instance().cluster.create_database(database);
+  const CitusNode& c = Citus::instance().coordinator;
+  StoreOptions o;
+  o.database_url = url;
+  o.distributed = true;
+  Store store(o);
+  (void)store.define(timezone());
+  (void)store.define(meeting_length());
+  (void)store.set("early@example.com", "calendar.timezone", std::string("UTC"));
+  const int held_port = Citus::instance().cluster.workers[0]->port();
+  std::string slow;
+  for (int i = 0; slow.empty(); ++i) {
+    const std::string u = "slow" + std::to_string(i) + "@example.com";
+    if (worker_port_of(u, database) == held_port) slow = u;
+  }
+  const auto group_of = [&](int port) {
+    return c.value(
+        "SELECT groupid FROM pg_catalog.pg_dist_node WHERE nodeport = " + std::to_string(port),
+        database);
+  };
+  const std::string held_lane = "preference_value_counts__node" + group_of(held_port);
+  const std::string other_lane =
+      "preference_value_counts__node" + group_of(Citus::instance().cluster.workers[1]->port());
+
+  // The held append: its rows are on the worker, in a transaction of that worker.
+  pqxx::connection slow_connection(url);
+  pqxx::work held(slow_connection);
+  held.exec("INSERT INTO prefstore.streams (stream_id, version, last_recorded_at) VALUES (" +
+            held.quote(slow) + ", 1, now())");
+  held.exec(
+      "INSERT INTO prefstore.events (stream_id, stream_version, event_id, event_type, "
+      "schema_version, payload, recorded_at) VALUES (" +
+      held.quote(slow) +
+      ", 1, gen_random_uuid(), 'PreferenceSet', 1, "
+      "'{\"key\":\"calendar.timezone\",\"type\":\"string\",\"value\":\"UTC\"}', now())");
+  const auto held_xid = std::stoull(
+      held.exec1("SELECT transaction_id::text FROM prefstore.events WHERE stream_id = " +
+                 held.quote(slow))[0]
+          .as<std::string>());
+
+  projections::RunnerOptions options;
+  options.batch_size = 50;
+  options.poll_interval = std::chrono::milliseconds(20);
+  projections::ProjectionRunner runner(
+      store.pool(), {std::make_shared<projections::ValueCountsProjection>()}, options);
+  std::stop_source stop;
+  std::thread projector([&] { runner.run(stop.get_token()); });
+  std::atomic<bool> passed_open_transaction{false};
+  std::atomic<bool> watching{true};
+  std::thread watcher([&] {
+    while (watching) {
+      const auto at = c.value(
+          "SELECT coalesce(max(last_transaction_id::text::bigint), 0) FROM "
+          "prefstore.projection_checkpoints WHERE projection_name = " +
+              pqxx::connection(url).quote(held_lane),
+          database);
+      if (std::stoull(at) >= held_xid) passed_open_transaction = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 4; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < 250; ++i) {
+        (void)store.set("later" + std::to_string((w * 250 + i) % 16) + "@example.com",
+                        "calendar.default_meeting_minutes", std::int64_t{5 + i % 200});
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  // The committed events of each worker (the held one is not visible to other sessions).
+  const auto events_on = [&](int port) {
+    return std::stoll(c.value(
+        "SELECT coalesce(sum(result::bigint), 0) FROM "
+        "pg_catalog.run_command_on_placements('prefstore.events', 'SELECT count(*) FROM %s') "
+        "WHERE nodeport = " +
+            std::to_string(port),
+        database));
+  };
+  const auto processed = [&](const std::string& lane) {
+    return std::stoll(
+        c.value("SELECT coalesce(max(events_processed), 0) FROM prefstore.projection_checkpoints "
+                "WHERE projection_name = " +
+                    pqxx::connection(url).quote(lane),
+                database));
+  };
+  const auto other_port = Citus::instance().cluster.workers[1]->port();
+  for (int i = 0; i < 400 && processed(other_lane) < events_on(other_port); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto held_processed = processed(held_lane);
+  const auto held_committed = events_on(held_port);
+  const auto other_processed = processed(other_lane);
+  const auto other_committed = events_on(other_port);
+  std::int64_t held_lag = -1;
+  std::int64_t other_lag = -1;
+  for (const auto& s : storage::checkpoint_status(store.pool())) {
+    if (s.checkpoint.projection == held_lane) held_lag = s.lag_events;
+    if (s.checkpoint.projection == other_lane) other_lag = s.lag_events;
+  }
+  watching = false;
+  watcher.join();
+  held.commit();
+  const auto total = [&] {
+    return std::stoll(c.value("SELECT count(*) FROM prefstore.events", database));
+  };
+  for (int i = 0; i < 400 && processed(held_lane) + processed(other_lane) < total(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  stop.request_stop();
+  projector.join();
+  std::cout << "while held: the held worker's lane applied " << held_processed << " of "
+            << held_committed << " committed events (lag " << held_lag << "), the other's "
+            << other_processed << " of " << other_committed << " (lag " << other_lag
+            << "); after the commit the lanes applied "
+            << processed(held_lane) + processed(other_lane) << " of " << total() << "\n";
+  EXPECT_FALSE(passed_open_transaction.load());
+  EXPECT_LT(held_processed, held_committed);    // stalled behind the open transaction
+  EXPECT_GT(held_lag, 0);                       // and status shows it
+  EXPECT_EQ(other_processed, other_committed);  // the other worker's lane went on
+  EXPECT_EQ(other_lag, 0);
+  EXPECT_EQ(processed(held_lane) + processed(other_lane), total());  // each event once
+  EXPECT_EQ(c.value("SELECT users FROM prefstore.preference_value_counts WHERE key = "
+                    "'calendar.timezone' AND value = '\"UTC\"'",
+                    database),
+            "2");  // early and slow
 }
 
 TEST(Citus, AStoppedWorkerFailsItsUsersWritesClearlyWhileOthersGoOnAndNothingIsLost) {

@@ -117,11 +117,12 @@ class EventLog {
                       ExpectedVersion expected, const Metadata& metadata);
 
   // Appends many events to many streams at once (imports), with expected version "any" for
-  // each stream, in one transaction and one statement per batch of `batch_size` events: all land
-  // or none does. Events of one stream keep their order. Returns the number of events appended.
-  // Throws as append(), except that there is no duplicate detection: an event id stored already
-  // is a ConflictError naming it, also when a retry follows an unknown outcome (check the log
-  // for the ids before re-importing after a CommitInDoubtError).
+  // each stream, in one transaction and one statement per batch of `batch_size` events (in
+  // distributed mode one single-shard call per user of the batch, committed in two phases by
+  // Citus): all land or none does. Events of one stream keep their order. Returns the number of
+  // events appended. Throws as append(), except that there is no duplicate detection: an event id
+  // stored already is a ConflictError naming it, also when a retry follows an unknown outcome
+  // (check the log for the ids before re-importing after a CommitInDoubtError).
   std::int64_t append_bulk(const std::vector<BulkEvent>& events, std::size_t batch_size = 5000);
 
   // The stream's current version; std::nullopt when it has no events.
