@@ -5,6 +5,7 @@
 #include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "prefstore/errors.hpp"
 #include "prefstore/projections/projection_name.hpp"
@@ -12,6 +13,7 @@
 #include "prefstore/storage/checkpoints.hpp"
 #include "prefstore/storage/distribution.hpp"
 #include "prefstore/storage/unit_of_work.hpp"
+#include "prefstore/storage/worker_log.hpp"
 
 namespace prefstore::projections {
 namespace {
@@ -38,12 +40,25 @@ bool table_exists(storage::UnitOfWork& uow, const std::string& qualified) {
 
 // Creates empty shadow tables shaped like the live ones (columns, defaults, constraints,
 // indexes, comments).
-void create_shadows(storage::UnitOfWork& uow, const Projection& projection) {
+void create_shadows(storage::UnitOfWork& uow, const Projection& projection,
+                    bool distributed = false) {
   for (const auto& t : projection.tables()) {
     check_table_name(t);
     (void)uow.exec("DROP TABLE IF EXISTS prefstore." + t + kShadowSuffix);
     (void)uow.exec("CREATE TABLE prefstore." + t + kShadowSuffix + " (LIKE prefstore." + t +
                    " INCLUDING ALL)");
+    if (!distributed) continue;
+    // Distributed mode (Citus): the shadow is distributed like the live table (by the same
+    // column, co-located with streams) or a reference table like it; a plain coordinator
+    // table stays one.
+    (void)uow.exec(
+        "SELECT CASE p.partmethod "
+        "WHEN 'h' THEN pg_catalog.create_distributed_table($2, "
+        "pg_catalog.column_to_column_name(p.logicalrelid, p.partkey), colocate_with => "
+        "'prefstore.streams')::text "
+        "WHEN 'n' THEN pg_catalog.create_reference_table($2)::text END "
+        "FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1::regclass",
+        {"prefstore." + t, "prefstore." + t + kShadowSuffix});
   }
 }
 
@@ -98,6 +113,193 @@ void validate_foreign_keys(storage::ConnectionPool& pool, const Projection& proj
   }
 }
 
+// The swap of an inline projection locks its tables against the appends that write them.
+// Appends lock streams first, then the tables they project into: take the same order, or an
+// append holding streams and a swap holding the table deadlock.
+void lock_against_appends(storage::UnitOfWork& uow, const Projection& projection) {
+  std::string tables = "prefstore.streams";
+  for (const auto& t : projection.tables()) tables += ", prefstore." + t;
+  (void)uow.exec("LOCK TABLE " + tables + " IN SHARE ROW EXCLUSIVE MODE");
+}
+
+// Hands the scratch checkpoint's position over to the live one, which runs on from there.
+void hand_over(storage::UnitOfWork& uow, storage::Checkpoint& live,
+               const storage::Checkpoint& scratch) {
+  live.position = scratch.position;
+  live.events_processed = scratch.events_processed;
+  live.state = storage::ProjectionState::running;
+  live.last_error.reset();
+  live.error_position.reset();
+  storage::save_checkpoint(uow, live);
+}
+
+// Distributed mode (Citus): the same three steps with one lane per worker, as the projectors
+// run them (storage::WorkerLog, checkpoints "<name>__node<group>"): shadow tables distributed
+// like the live ones, one scratch checkpoint per lane ("<name>__rebuild__node<group>"), filled
+// lane by lane batch by batch, then one swap transaction that catches every lane up, renames
+// the tables and hands each lane's position to the live lane. No in-memory fold. Each catch-up
+// while writers go on is bounded by what the lane held when it began, so that writers faster
+// than the batches cannot keep it going: the live lanes apply the rest after the swap.
+RebuildProgress rebuild_distributed(storage::ConnectionPool& pool, Projection& projection,
+                                    const RebuildOptions& options) {
+  const std::string name = projection.name();
+  const std::string scratch = name + kShadowSuffix;
+  struct Lane {
+    std::string live;
+    std::string scratch;
+    std::unique_ptr<storage::WorkerLog> log;
+  };
+  std::vector<Lane> lanes;
+  for (const storage::CitusWorker& w : storage::citus_workers(pool)) {
+    const std::string group = storage::kLaneSuffix + std::to_string(w.group_id);
+    lanes.push_back({name + group, scratch + group, std::make_unique<storage::WorkerLog>(pool, w)});
+    validate_projection_name(lanes.back().scratch);
+  }
+  if (lanes.empty()) throw UsageError("rebuilding " + name + ": the store has no Citus worker");
+  RebuildProgress progress;
+  progress.total = storage::log_head(pool).events;
+  const auto lock_lanes = [&](storage::UnitOfWork& uow, bool live) {
+    std::vector<storage::Checkpoint> out;
+    for (const Lane& lane : lanes) {
+      auto c = storage::lock_checkpoint(uow, live ? lane.live : lane.scratch);
+      if (!c) {
+        throw ContentionError(live ? "projection " + name + " is inside a batch"
+                                   : "another rebuild of projection " + name + " is running");
+      }
+      out.push_back(std::move(*c));
+    }
+    return out;
+  };
+
+  // 1. Shadow tables and the scratch checkpoints: new, or left by an interrupted rebuild.
+  bool fresh = options.restart;
+  {
+    storage::UnitOfWork uow(pool);
+    auto checkpoints = lock_lanes(uow, false);
+    for (const auto& [t, qualified] : shadow_tables(projection)) {
+      fresh = fresh || !table_exists(uow, qualified);
+    }
+    for (const auto& c : checkpoints) fresh = fresh || c.events_processed == 0;
+    for (auto& c : checkpoints) {
+      if (fresh) c = storage::Checkpoint{c.projection, {}, {}, {}, {}, 0, {}};
+      c.state = storage::ProjectionState::rebuilding;
+      storage::save_checkpoint(uow, c);
+      progress.applied += c.events_processed;
+    }
+    uow.commit();
+  }
+  if (fresh) {
+    storage::UnitOfWork uow(pool);
+    create_shadows(uow, projection, true);
+    uow.commit();
+  } else {
+    progress.resumed = true;
+  }
+
+  // Applies up to one batch of the lane after its scratch checkpoint to the shadow tables.
+  const auto apply_lane = [&](storage::UnitOfWork& uow, storage::Checkpoint& checkpoint, Lane& lane,
+                              bool commit_safe) -> std::size_t {
+    std::vector<RecordedEvent> events;
+    storage::LogPosition last = checkpoint.position;
+    const auto collect = [&](const RecordedEvent& e, storage::LogPosition at) {
+      events.push_back(e);
+      last = at;
+      return true;
+    };
+    const auto count = static_cast<std::int64_t>(options.batch_size);
+    if (commit_safe) {
+      (void)lane.log->read_all(checkpoint.position, count, collect, count);
+    } else {
+      (void)lane.log->read_committed(checkpoint.position, count, collect, count);
+    }
+    if (events.empty()) return 0;
+    ProjectionContext ctx(uow, shadow_tables(projection));
+    projection.apply(events, ctx);
+    checkpoint.position = last;
+    checkpoint.events_processed += static_cast<std::int64_t>(events.size());
+    storage::save_checkpoint(uow, checkpoint);
+    progress.applied += static_cast<std::int64_t>(events.size());
+    progress.position = last;
+    return events.size();
+  };
+
+  // The events of a lane after a position when asked: a bound for a catch-up that writers
+  // faster than the batches would otherwise keep going (a distributed batch costs round trips
+  // to every worker).
+  const auto lag_of = [&](Lane& lane, storage::LogPosition from) {
+    return lane.log->lag(from).events;
+  };
+
+  // 2. Fill the shadow tables lane by lane, batch by batch, while writers go on, up to what the
+  // lane held when its fill began (the swap applies the rest).
+  for (Lane& lane : lanes) {
+    std::int64_t target = -1;
+    std::int64_t filled = 0;
+    for (;;) {
+      storage::UnitOfWork uow(pool);
+      auto checkpoint = storage::lock_checkpoint(uow, lane.scratch);
+      if (!checkpoint) {
+        throw ContentionError("another rebuild of projection " + name + " is running");
+      }
+      if (target < 0) target = lag_of(lane, checkpoint->position);
+      const std::size_t n = apply_lane(uow, *checkpoint, lane, true);
+      uow.commit();
+      filled += static_cast<std::int64_t>(n);
+      if (options.progress) options.progress(progress);
+      if (n < options.batch_size || filled >= target) break;
+    }
+  }
+
+  // 3. The swap, as on a single server, for every lane in one transaction.
+  for (int attempt = 0;; ++attempt) {
+    try {
+      const std::int64_t applied_before = progress.applied;
+      storage::UnitOfWork uow(pool);
+      (void)uow.exec("SET LOCAL lock_timeout = '2s'");
+      std::vector<storage::Checkpoint> live;
+      if (projection.is_inline()) {
+        lock_against_appends(uow, projection);
+      } else {
+        live = lock_lanes(uow, true);
+      }
+      auto checkpoints = lock_lanes(uow, false);
+      for (std::size_t i = 0; i < lanes.size(); ++i) {
+        if (projection.is_inline()) {
+          // The writers wait: every committed event, until none is left.
+          while (apply_lane(uow, checkpoints[i], lanes[i], false) > 0) {
+          }
+          continue;
+        }
+        // Writers go on: up to what the lane holds now; the live lane continues from there.
+        const std::int64_t target = lag_of(lanes[i], checkpoints[i].position);
+        std::int64_t caught_up = 0;
+        while (caught_up < target) {
+          const std::size_t n = apply_lane(uow, checkpoints[i], lanes[i], true);
+          if (n == 0) break;
+          caught_up += static_cast<std::int64_t>(n);
+        }
+      }
+      for (const auto& t : projection.tables()) swap_table(uow, t);
+      for (std::size_t i = 0; i < live.size(); ++i) hand_over(uow, live[i], checkpoints[i]);
+      for (const Lane& lane : lanes) storage::delete_checkpoint(uow, lane.scratch);
+      try {
+        uow.commit();
+      } catch (...) {
+        progress.applied = applied_before;
+        throw;
+      }
+      break;
+    } catch (const ContentionError&) {
+      if (attempt >= 100) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 * std::min(attempt + 1, 20)));
+    }
+  }
+  validate_foreign_keys(pool, projection);
+  progress.swapped = true;
+  if (options.progress) options.progress(progress);
+  return progress;
+}
+
 }  // namespace
 
 RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& projection,
@@ -114,13 +316,7 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
   validate_projection_name(name);
   const std::string scratch = name + kShadowSuffix;
   validate_projection_name(scratch);
-  if (storage::is_distributed(pool)) {
-    // Its shadow tables would be plain tables of the coordinator, swapped in for distributed
-    // ones, and its one checkpoint would stand beside the workers' lanes.
-    throw UsageError("rebuilding " + name +
-                     " is not supported in distributed mode (Citus) yet; nothing was changed. "
-                     "The projectors' lanes keep the read models up to date (docs/scaling.md)");
-  }
+  if (storage::is_distributed(pool)) return rebuild_distributed(pool, projection, options);
   storage::EventLog log(pool);
   RebuildProgress progress;
   // The count scans the log: with a third connection it runs beside the first batches, and is
@@ -309,11 +505,7 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
       (void)uow.exec("SET LOCAL lock_timeout = '2s'");
       std::optional<storage::Checkpoint> live;
       if (projection.is_inline()) {
-        // Appends lock streams first, then the tables they project into: take the same order,
-        // or an append holding streams and a swap holding the table deadlock.
-        std::string tables = "prefstore.streams";
-        for (const auto& t : projection.tables()) tables += ", prefstore." + t;
-        (void)uow.exec("LOCK TABLE " + tables + " IN SHARE ROW EXCLUSIVE MODE");
+        lock_against_appends(uow, projection);
       } else {
         live = storage::lock_checkpoint(uow, name);
         if (!live) throw ContentionError("projection " + name + " is inside a batch");
@@ -324,14 +516,7 @@ RebuildProgress rebuild_projection(storage::ConnectionPool& pool, Projection& pr
       while (apply_batch(uow, *checkpoint, !projection.is_inline()) > 0) {
       }
       for (const auto& t : projection.tables()) swap_table(uow, t);
-      if (live) {
-        live->position = checkpoint->position;
-        live->events_processed = checkpoint->events_processed;
-        live->state = storage::ProjectionState::running;
-        live->last_error.reset();
-        live->error_position.reset();
-        storage::save_checkpoint(uow, *live);
-      }
+      if (live) hand_over(uow, *live, *checkpoint);
       storage::delete_checkpoint(uow, scratch);
       uow.commit();
       progress.applied = checkpoint->events_processed;

@@ -53,17 +53,29 @@ std::string WorkerLog::events_relation(PooledConnection& handle) {
 LogPosition WorkerLog::read_all(LogPosition after, std::int64_t max_count,
                                 const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
                                 std::int64_t page_size) {
+  return read(after, max_count, visit, page_size, true);
+}
+
+LogPosition WorkerLog::read_committed(
+    LogPosition after, std::int64_t max_count,
+    const std::function<bool(const RecordedEvent&, LogPosition)>& visit, std::int64_t page_size) {
+  return read(after, max_count, visit, page_size, false);
+}
+
+LogPosition WorkerLog::read(LogPosition after, std::int64_t max_count,
+                            const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                            std::int64_t page_size, bool commit_safe) {
   if (page_size <= 0) throw UsageError("WorkerLog::read_all: page_size must be positive");
   auto handle = m_pool->acquire();
   const std::string events = events_relation(handle);
   if (events.empty()) return after;
   // Rows and the horizon from one statement, so from one snapshot of this worker.
-  const std::string sql = std::string("SELECT ") + detail::kEventColumns +
-                          ", ev.transaction_id::text AS transaction_id_text FROM " + events +
-                          " WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, "
-                          "$2::bigint) AND ev.transaction_id < pg_snapshot_xmin("
-                          "pg_current_snapshot()) ORDER BY ev.transaction_id, "
-                          "ev.global_position LIMIT $3";
+  const std::string sql =
+      std::string("SELECT ") + detail::kEventColumns +
+      ", ev.transaction_id::text AS transaction_id_text FROM " + events +
+      " WHERE (ev.transaction_id, ev.global_position) > ($1::text::xid8, $2::bigint)" +
+      (commit_safe ? " AND ev.transaction_id < pg_snapshot_xmin(pg_current_snapshot())" : "") +
+      " ORDER BY ev.transaction_id, ev.global_position LIMIT $3";
   try {
     return detail::visit_pages(
         after, max_count, page_size,

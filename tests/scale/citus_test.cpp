@@ -18,6 +18,7 @@
 
 #include "calendar_definitions.hpp"
 #include "prefstore/errors.hpp"
+#include "prefstore/projections/current_state.hpp"
 #include "prefstore/projections/rebuild.hpp"
 #include "prefstore/projections/registry.hpp"
 #include "prefstore/projections/runner.hpp"
@@ -54,6 +55,19 @@ class Citus {
     o.database_url = coordinator.url();
     o.distributed = true;
     return o;
+  }
+};
+
+// Stops and joins writer threads when a test leaves, also when an assertion throws while they
+// run (a joinable thread destroyed would end the program).
+struct StopWriters {
+  std::atomic<bool>& writing;
+  std::vector<std::thread>& threads;
+  ~StopWriters() {
+    writing = false;
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
   }
 };
 
@@ -316,16 +330,7 @@ TEST(Citus, MovingARunningSingleServerStoreKeepsEveryEventAndItsProjectionsGoOn)
   std::mutex model_mutex;
   std::map<std::string, std::string> model;  // user -> last time zone that landed
   std::vector<std::thread> writers;
-  struct StopWriters {  // also when an assertion throws with the writers running
-    std::atomic<bool>& writing;
-    std::vector<std::thread>& threads;
-    ~StopWriters() {
-      writing = false;
-      for (auto& t : threads) {
-        if (t.joinable()) t.join();
-      }
-    }
-  } stop_writers{writing, writers};
+  StopWriters stop_writers{writing, writers};
   for (int t = 0; t < 2; ++t) {
     writers.emplace_back([&, t] {
       for (int i = 0; writing; ++i) {
@@ -464,8 +469,8 @@ TEST(Citus, MovingAStoreWithProjectionsBehindIsRefusedAndChangesNothing) {
 // The operations beyond single-user calls in distributed mode: a bulk import lands across both
 // workers all or nothing; a full backup of the distributed store restores into a single-server
 // database, which then moves to Citus with the same state; what is not supported (incremental
-// backups, a restore into a distributed database, rebuilds) is refused and changes nothing.
-TEST(Citus, ImportBackupRestoreAndRebuildInDistributedMode) {
+// backups, a restore into a distributed database) is refused and changes nothing.
+TEST(Citus, ImportBackupAndRestoreInDistributedMode) {
   Store store(Citus::instance().options());
   (void)store.define(timezone());
   (void)store.define(meeting_length());
@@ -587,12 +592,6 @@ TEST(Citus, ImportBackupRestoreAndRebuildInDistributedMode) {
   EXPECT_TRUE(report.problems.empty());
   EXPECT_EQ(report.events_checked, events_backed_up + 40);
 
-  // A rebuild is refused and leaves the tables distributed.
-  projections::ValueCountsProjection counts;
-  EXPECT_THROW((void)projections::rebuild_projection(store.pool(), counts), UsageError);
-  const auto status = storage::distribution_status(store.pool());
-  EXPECT_EQ(status.distributed_tables.size(), 5u);
-  EXPECT_EQ(status.reference_tables.size(), 4u);
   fs::remove_all(dir);
 }
 
@@ -729,6 +728,83 @@ TEST(Citus, AnAppendHeldOpenOnOneWorkerStallsOnlyItsLaneAndNothingIsSkipped) {
                     "'calendar.timezone' AND value = '\"UTC\"'",
                     database),
             "2");  // early and slow
+}
+
+// Rebuilds in distributed mode while two writers go on: the value counts (an asynchronous
+// projection, one lane per worker) and the current state (inline). Oracle: afterwards the tables
+// are still distributed as before, the counts equal a GROUP BY of the current state, verify
+// (current state and holders against the log) finds nothing, and events written after the
+// rebuild are projected by the lanes it handed over.
+TEST(Citus, RebuildsRunPerWorkerWhileWritersGoOn) {
+  const std::string database = "rebuilt";
+  StoreOptions o;
+  o.database_url = Citus::instance().cluster.create_database(database);
+  o.distributed = true;
+  Store store(o);
+  (void)store.define(timezone());
+  const CitusNode& c = Citus::instance().coordinator;
+  const char* zones[] = {"Europe/Berlin", "America/Chicago", "Asia/Tokyo", "UTC"};
+  for (int u = 0; u < 40; ++u) {
+    (void)store.set("user" + std::to_string(u) + "@example.com", "calendar.timezone",
+                    std::string(zones[u % 4]));
+  }
+  projections::ProjectionRunner runner(store.pool(), projections::default_projections());
+  (void)runner.catch_up();
+
+  std::atomic<bool> writing{true};
+  std::atomic<int> written{0};
+  std::vector<std::thread> writers;
+  StopWriters stop_writers{writing, writers};
+  for (int t = 0; t < 2; ++t) {
+    writers.emplace_back([&, t] {
+      // At most 300 writes each, paced: the rebuild's batches (100 events, a distributed
+      // transaction each) keep up, and the run stays short.
+      for (int i = 0; writing && i < 300; ++i) {
+        (void)store.set("user" + std::to_string((t * 13 + i) % 40) + "@example.com",
+                        "calendar.timezone", std::string(zones[(t + i) % 4]));
+        ++written;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+  }
+  projections::ValueCountsProjection counts;
+  projections::RebuildOptions small;
+  small.batch_size = 100;
+  const auto counted = projections::rebuild_projection(store.pool(), counts, small);
+  projections::CurrentStateProjection current;
+  const auto folded = projections::rebuild_projection(store.pool(), current, small);
+  const int written_during = written;
+  writing = false;
+  for (auto& w : writers) w.join();
+  std::cout << "rebuilt the value counts from " << counted.applied
+            << " events and the current state from " << folded.applied << " while "
+            << written_during << " writes landed\n";
+  EXPECT_TRUE(counted.swapped);
+  EXPECT_TRUE(folded.swapped);
+  EXPECT_GT(written_during, 0);
+
+  const auto status = storage::distribution_status(store.pool());
+  EXPECT_EQ(status.distributed_tables.size(), 5u);
+  EXPECT_EQ(status.reference_tables.size(), 4u);
+  EXPECT_EQ(c.value("SELECT count(*) FROM prefstore.projection_checkpoints WHERE "
+                    "projection_name LIKE '%rebuild%'",
+                    database),
+            "0");
+  (void)store.set("user0@example.com", "calendar.timezone", std::string("Asia/Tokyo"));
+  (void)runner.catch_up();
+  EXPECT_EQ(c.value("SELECT count(*) FROM (SELECT key, value_type, value, count(*) AS users FROM "
+                    "prefstore.preferences_current GROUP BY 1, 2, 3) truth FULL JOIN "
+                    "prefstore.preference_value_counts vc USING (key, value_type, value) "
+                    "WHERE truth.users IS DISTINCT FROM vc.users",
+                    database),
+            "0");
+  EXPECT_EQ(store.get("user0@example.com", "calendar.timezone"), Value(std::string("Asia/Tokyo")));
+  const auto report = store.verify();
+  std::cout << "verify after the rebuilds: " << report.events_checked << " events, "
+            << report.problems.size() << " problems, " << report.value_counts_streams_behind
+            << " streams behind the value counts\n";
+  EXPECT_TRUE(report.problems.empty());
+  EXPECT_EQ(report.value_counts_streams_behind, 0);
 }
 
 TEST(Citus, AStoppedWorkerFailsItsUsersWritesClearlyWhileOthersGoOnAndNothingIsLost) {

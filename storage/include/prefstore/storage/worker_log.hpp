@@ -37,6 +37,13 @@ class WorkerLog {
                        const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
                        std::int64_t page_size = 1000);
 
+  // Like read_all without the commit-safe horizon: every event committed when each page is
+  // read, like EventLog::read_committed. Only for a reader that holds the writers off (a
+  // rebuild's swap), where no append is in flight but another transaction may hold the horizon.
+  LogPosition read_committed(LogPosition after, std::int64_t max_count,
+                             const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                             std::int64_t page_size = 1000);
+
   // The committed events of this worker after `after` and the age in seconds of the oldest of them
   // (0 when none): a projection lane's lag. Throws UnavailableError when the worker cannot be
   // reached.
@@ -52,6 +59,9 @@ class WorkerLog {
   // "(SELECT * FROM shard UNION ALL ...) AS ev" over this worker's events shards (asked of the
   // coordinator), quoted on handle's connection; empty when the worker holds none.
   std::string events_relation(PooledConnection& handle);
+  LogPosition read(LogPosition after, std::int64_t max_count,
+                   const std::function<bool(const RecordedEvent&, LogPosition)>& visit,
+                   std::int64_t page_size, bool commit_safe);
 
   ConnectionPool& m_coordinator;
   CitusWorker m_worker;
