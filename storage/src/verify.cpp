@@ -1194,12 +1194,13 @@ class Verifier {
     }
     if (m_value_counts) {
       std::int64_t awaiting = 0;
+      // Erasure records live in "$audit": one look-up of its lane, not one per row.
+      const ValueCountsCheckpoint* audit_counts = counts_for("$audit");
       for (const auto& r : m_tx.exec_params(kOrphanHoldersSql, limit)) {
         const std::string stream = r[0].as<std::string>();
         const auto erased = m_audit.erased_at.find(stream);
         if (erased != m_audit.erased_at.end() &&
-            !covered(counts_for("$audit"), erased->second.transaction_id,
-                     erased->second.position)) {
+            !covered(audit_counts, erased->second.transaction_id, erased->second.position)) {
           ++awaiting;  // the projection forgets the user when it reaches the record
           continue;
         }
