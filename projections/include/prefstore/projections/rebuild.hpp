@@ -16,6 +16,10 @@
 // checkpoint advanced in that same transaction. Nothing of that phase is committed before the
 // flush: a rebuild interrupted during it starts it over from the start of the log. The rest of
 // the log (after a full fold, and the swap's catch-up) goes through apply as usual.
+// Distributed mode (Citus): the same steps per worker lane (storage/worker_log.hpp): shadow
+// tables distributed like the live ones, one scratch checkpoint per lane
+// ("<name>__rebuild__node<group>"), and a swap that hands each lane's position over. No
+// in-memory fold; each catch-up while writers go on stops at what its lane held when it began.
 // Thread-safety: one rebuild of a projection at a time (the scratch checkpoint's lock enforces it).
 #pragma once
 
