@@ -5,8 +5,8 @@
 namespace prefstore::projections {
 
 ProjectionContext::ProjectionContext(storage::UnitOfWork& uow,
-                                     std::map<std::string, std::string> tables)
-    : m_uow(uow), m_tables(tables.begin(), tables.end()) {}
+                                     std::map<std::string, std::string> tables, bool distributed)
+    : m_uow(uow), m_tables(tables.begin(), tables.end()), m_distributed(distributed) {}
 
 const std::string& ProjectionContext::table(std::string_view name) const {
   auto it = m_tables.find(name);

@@ -213,7 +213,7 @@ RebuildProgress rebuild_distributed(storage::ConnectionPool& pool, Projection& p
       (void)lane.log->read_committed(checkpoint.position, count, collect, count);
     }
     if (events.empty()) return 0;
-    ProjectionContext ctx(uow, shadow_tables(projection));
+    ProjectionContext ctx(uow, shadow_tables(projection), true);
     projection.apply(events, ctx);
     checkpoint.position = last;
     checkpoint.events_processed += static_cast<std::int64_t>(events.size());

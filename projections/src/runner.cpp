@@ -44,7 +44,8 @@ ProjectionRunner::ProjectionRunner(storage::ConnectionPool& pool,
 void ProjectionRunner::find_lanes() {
   if (!m_lanes.empty()) return;
   std::vector<Lane> lanes;
-  if (storage::is_distributed(m_pool)) {
+  m_distributed = storage::is_distributed(m_pool);
+  if (m_distributed) {
     for (const storage::CitusWorker& w : storage::citus_workers(m_pool)) {
       lanes.push_back(Lane{storage::kLaneSuffix + std::to_string(w.group_id),
                            std::make_unique<storage::WorkerLog>(m_pool, w)});
@@ -100,7 +101,7 @@ std::int64_t ProjectionRunner::step(Projection& projection, Lane& lane) {
     }
     if (batch.empty()) return 0;
     try {
-      ProjectionContext ctx(uow, live_tables(projection));
+      ProjectionContext ctx(uow, live_tables(projection), m_distributed);
       projection.apply(batch, ctx);
       checkpoint->position = positions.back();
       checkpoint->events_processed += static_cast<std::int64_t>(batch.size());
@@ -144,7 +145,7 @@ std::int64_t ProjectionRunner::isolate_failure(Projection& projection, const std
       const storage::LogPosition expected = i == 0 ? start : positions[i - 1];
       if (!checkpoint || !(checkpoint->position == expected)) return applied;
       try {
-        ProjectionContext ctx(uow, live_tables(projection));
+        ProjectionContext ctx(uow, live_tables(projection), m_distributed);
         projection.apply({batch[i]}, ctx);
         checkpoint->position = positions[i];
         checkpoint->events_processed += 1;

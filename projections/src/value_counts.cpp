@@ -19,7 +19,10 @@ namespace {
 // did all three on a single server, where every CTE sees the same snapshot; Citus runs such
 // CTEs one after the other, so the read of the old values saw the new ones and no count moved.)
 // $1: JSON array of {"stream_id", "key", "type", "value" (absent: back to the default)}, at most
-// one per (stream_id, key). Returns the deltas as one JSON array of {key, type, value, d}.
+// one per (stream_id, key); $2: the users of $1, as a text array (the filter on the holders'
+// distribution column keeps a distributed statement on the shards of these users: on one shard
+// when they share it, a Citus router query). Returns the deltas as one JSON array of {key, type,
+// value, d}.
 constexpr const char* kDeltasSql = R"sql(
 WITH changes AS (
   SELECT x->>'stream_id' AS stream_id, x->>'key' AS key, x->>'type' AS value_type,
@@ -30,6 +33,7 @@ previous AS (
   SELECT h.key, h.value_type, h.value
   FROM {preference_value_holders} h
   JOIN changes c ON c.stream_id = h.stream_id AND c.key = h.key
+  WHERE h.stream_id = ANY ($2::text[])
 )
 SELECT coalesce(jsonb_agg(jsonb_build_object('key', key, 'type', value_type, 'value', value,
                                              'd', d)), '[]')::text
@@ -41,7 +45,7 @@ FROM (SELECT key, value_type, value, sum(d)::bigint AS d
       HAVING sum(d) <> 0) AS deltas
 )sql";
 
-// The holders take the changes ($1 as above).
+// The holders take the changes ($1, $2 as above).
 constexpr const char* kHoldersSql = R"sql(
 WITH changes AS (
   SELECT x->>'stream_id' AS stream_id, x->>'key' AS key, x->>'type' AS value_type,
@@ -51,21 +55,26 @@ WITH changes AS (
 removed AS (
   DELETE FROM {preference_value_holders} h USING changes c
   WHERE h.stream_id = c.stream_id AND h.key = c.key AND c.value IS NULL
+    AND h.stream_id = ANY ($2::text[])
 )
 INSERT INTO {preference_value_holders} AS h (stream_id, key, value_type, value)
-SELECT stream_id, key, value_type, value FROM changes WHERE value IS NOT NULL
+SELECT stream_id, key, value_type, value FROM changes
+WHERE value IS NOT NULL AND stream_id = ANY ($2::text[])
 ON CONFLICT (stream_id, key) DO UPDATE SET value_type = excluded.value_type, value = excluded.value
 )sql";
 
-// The counts move by the deltas ($1, from kDeltasSql). Existing counts are updated (not
+// The counts move by the deltas ($1: the arrays of kDeltasSql, joined; a value may appear in
+// several, each from a group of users, so they are summed first). Existing counts are updated (not
 // INSERT .. ON CONFLICT: its proposed row would carry a negative delta and break the CHECK
 // (users >= 0) before the conflict is seen); new values get a row, and a negative count there
 // would mean the holders and the counts disagree: the CHECK fails loudly instead.
 constexpr const char* kCountsSql = R"sql(
 WITH deltas AS (
   SELECT x->>'key' AS key, x->>'type' AS value_type, x->'value' AS value,
-         (x->>'d')::bigint AS d
+         sum((x->>'d')::bigint)::bigint AS d
   FROM jsonb_array_elements($1::jsonb) AS x
+  GROUP BY 1, 2, 3
+  HAVING sum((x->>'d')::bigint) <> 0
 ),
 updated AS (
   UPDATE {preference_value_counts} AS vc SET users = vc.users + d.d
@@ -80,6 +89,12 @@ WHERE NOT EXISTS (SELECT 1 FROM updated u
 )sql";
 
 constexpr const char* kDropZerosSql = "DELETE FROM {preference_value_counts} WHERE users = 0";
+
+// Distributed mode: the shard of the holders table that holds each user of $1 (a text array).
+// Computed on the coordinator from its metadata, without a query to the workers.
+constexpr const char* kShardsSql =
+    "SELECT u, pg_catalog.get_shard_id_for_distribution_column('{preference_value_holders}', "
+    "u)::text FROM unnest($1::text[]) AS u";
 
 // An erased user ($1) no longer holds any value: their holders go and their counts drop.
 constexpr const char* kForgetSql = R"sql(
@@ -99,35 +114,85 @@ void append_json_string(std::string& out, std::string_view s) {
   out += to_json(Value(std::string(s)));  // core's JSON string escaping
 }
 
+// Appends s to a PostgreSQL array literal as a quoted element.
+void append_array_element(std::string& array, std::string_view s) {
+  array += array.size() > 1 ? ",\"" : "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') array += '\\';
+    array += c;
+  }
+  array += '"';
+}
+
 }  // namespace
 
 namespace {
 
+// The changes of one group of users, as kDeltasSql takes them.
+struct ChangeGroup {
+  std::string changes = "[";  // $1
+  std::string users = "{";    // $2
+  std::string_view last_user;
+};
+
 // Writes the batch's last word per (user, key): a value, or nullptr for back to the default.
+// On a single server in one group; in distributed mode one group per shard of the holders, so
+// that each statement runs on one shard (a statement over the users of many shards runs on
+// every shard, as several distributed steps: about 100 ms each on the 2-core test machine).
 void apply_changes(
     const std::map<std::pair<std::string_view, std::string_view>, const Value*>& last,
     ProjectionContext& ctx) {
   if (last.empty()) return;
-  std::string changes = "[";
-  for (const auto& [who, value] : last) {
-    if (changes.size() > 1) changes += ',';
-    changes += "{\"stream_id\":";
-    append_json_string(changes, who.first);
-    changes += ",\"key\":";
-    append_json_string(changes, who.second);
-    if (value != nullptr) {
-      changes += ",\"type\":\"";
-      changes += to_string(type_of(*value));
-      changes += "\",\"value\":";
-      changes += to_json(*value);
+  std::map<std::string, std::string, std::less<>> shard_of;  // user -> shard id
+  if (ctx.distributed()) {
+    std::string users = "{";
+    std::string_view previous;
+    for (const auto& entry : last) {
+      if (entry.first.first == previous && users.size() > 1) continue;  // sorted by user
+      previous = entry.first.first;
+      append_array_element(users, previous);
     }
-    changes += '}';
+    for (const auto& row : ctx.exec(kShardsSql, {users + "}"})) {
+      shard_of.emplace(row.at(0).value_or(""), row.at(1).value_or(""));
+    }
   }
-  changes += ']';
-  const auto deltas = ctx.exec(kDeltasSql, {changes});
-  (void)ctx.exec(kHoldersSql, {changes});
-  const std::string moves = deltas.at(0).at(0).value_or("[]");
-  if (moves != "[]") (void)ctx.exec(kCountsSql, {moves});
+  std::map<std::string, ChangeGroup> groups;  // by shard id; "" on a single server
+  for (const auto& [who, value] : last) {
+    std::string shard;
+    if (ctx.distributed()) {
+      const auto it = shard_of.find(who.first);
+      if (it != shard_of.end()) shard = it->second;
+    }
+    ChangeGroup& g = groups[shard];
+    if (g.changes.size() > 1) g.changes += ',';
+    g.changes += "{\"stream_id\":";
+    append_json_string(g.changes, who.first);
+    g.changes += ",\"key\":";
+    append_json_string(g.changes, who.second);
+    if (value != nullptr) {
+      g.changes += ",\"type\":\"";
+      g.changes += to_string(type_of(*value));
+      g.changes += "\",\"value\":";
+      g.changes += to_json(*value);
+    }
+    g.changes += '}';
+    if (g.users.size() == 1 || who.first != g.last_user) {
+      append_array_element(g.users, who.first);
+      g.last_user = who.first;
+    }
+  }
+  std::string moves;  // the groups' deltas, one JSON array
+  for (auto& [shard, g] : groups) {
+    g.changes += ']';
+    g.users += '}';
+    const auto deltas = ctx.exec(kDeltasSql, {g.changes, g.users});
+    (void)ctx.exec(kHoldersSql, {g.changes, g.users});
+    const std::string found = deltas.at(0).at(0).value_or("[]");
+    if (found == "[]") continue;
+    moves += moves.empty() ? "[" : ",";
+    moves += found.substr(1, found.size() - 2);
+  }
+  if (!moves.empty()) (void)ctx.exec(kCountsSql, {moves + "]"});
   (void)ctx.exec(kDropZerosSql);
 }
 
@@ -177,16 +242,6 @@ INSERT INTO {preference_value_counts} (key, value_type, value, users)
 SELECT key, value_type, value, count(*) FROM {preference_value_holders}
 GROUP BY key, value_type, value
 )sql";
-
-// Appends s to a PostgreSQL array literal as a quoted element.
-void append_array_element(std::string& array, std::string_view s) {
-  array += array.size() > 1 ? ",\"" : "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') array += '\\';
-    array += c;
-  }
-  array += '"';
-}
 
 class ValueCountsFold final : public RebuildFold {
  public:

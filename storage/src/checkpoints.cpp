@@ -81,15 +81,23 @@ std::optional<Checkpoint> lock_checkpoint(UnitOfWork& uow, std::string_view proj
                           "lowercase letters, digits or underscores");
   }
   const std::string name(projection);
-  (void)uow.exec(
-      "INSERT INTO prefstore.projection_checkpoints (projection_name) VALUES ($1) "
-      "ON CONFLICT (projection_name) DO NOTHING",
-      {name});
-  const auto rows =
-      uow.exec(std::string("SELECT ") + kColumns +
-                   " FROM prefstore.projection_checkpoints WHERE projection_name = $1 "
-                   "FOR UPDATE SKIP LOCKED",
-               {name});
+  const auto lock = [&] {
+    return uow.exec(std::string("SELECT ") + kColumns +
+                        " FROM prefstore.projection_checkpoints WHERE projection_name = $1 "
+                        "FOR UPDATE SKIP LOCKED",
+                    {name});
+  };
+  auto rows = lock();
+  if (rows.empty()) {
+    // Not there yet (a projection's first run), or held by another session. The row is made
+    // only here, not before every lock: in distributed mode the table is a reference table,
+    // and even an INSERT that does nothing is a write on every node.
+    (void)uow.exec(
+        "INSERT INTO prefstore.projection_checkpoints (projection_name) VALUES ($1) "
+        "ON CONFLICT (projection_name) DO NOTHING",
+        {name});
+    rows = lock();
+  }
   if (rows.empty()) return std::nullopt;
   return from_row(rows[0]);
 }

@@ -23,8 +23,14 @@ namespace prefstore::projections {
 class ProjectionContext {
  public:
   // tables: each of the projection's table names mapped to the qualified name to use (the live
-  // table, or its shadow during a rebuild). Requires: uow outlives the context.
-  ProjectionContext(storage::UnitOfWork& uow, std::map<std::string, std::string> tables);
+  // table, or its shadow during a rebuild). distributed: the tables are Citus tables distributed
+  // by user (distributed mode). Requires: uow outlives the context.
+  ProjectionContext(storage::UnitOfWork& uow, std::map<std::string, std::string> tables,
+                    bool distributed = false);
+
+  // True in distributed mode: a statement over many users then runs on every shard, so a
+  // projection does well to keep each statement to the users of one shard.
+  [[nodiscard]] bool distributed() const noexcept { return m_distributed; }
 
   // The qualified name to use for one of the projection's tables. Throws UsageError for a name
   // the projection did not declare.
@@ -40,6 +46,7 @@ class ProjectionContext {
  private:
   storage::UnitOfWork& m_uow;
   std::map<std::string, std::string, std::less<>> m_tables;
+  bool m_distributed = false;
 };
 
 // A projection's fold of a rebuild's first events in client memory (see

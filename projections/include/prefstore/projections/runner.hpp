@@ -94,6 +94,7 @@ class ProjectionRunner {
   storage::ConnectionPool& m_pool;
   storage::EventLog m_log;
   std::vector<Lane> m_lanes;
+  bool m_distributed = false;  // set with m_lanes: lanes per worker, tables distributed by user
   std::vector<std::shared_ptr<Projection>> m_projections;
   RunnerOptions m_options;
   std::map<std::string, std::chrono::steady_clock::time_point> m_failed_at;
