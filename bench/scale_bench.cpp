@@ -6,7 +6,10 @@
 //   your_writes: a set followed by a get_all given the set's token (read-your-writes through a
 //              standby, waiting for its replay) against the same pair on the primary alone;
 //   set:       Store::set on a single server against Store::set through a Citus coordinator
-//              with two workers (the distributed append function), 1 and 4 threads.
+//              with two workers (the distributed append function), 1 and 4 threads;
+//   value counts catch-up: a ProjectionRunner folds 1,000 new events (sets of 250 users) into
+//              the value counts, in batches of 20 and of 500: through one lane per worker on the
+//              Citus store, against the single server's one lane.
 // Usage: prefstore_scale_bench [SECONDS_PER_POINT] [RESULTS_MD]
 #include <unistd.h>
 
@@ -20,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "prefstore/projections/runner.hpp"
+#include "prefstore/projections/value_counts.hpp"
 #include "prefstore/store.hpp"
 #include "scale_servers.hpp"
 #include "test_cluster.hpp"
@@ -163,6 +168,33 @@ int main(int argc, char** argv) {
       rows.push_back({"set through a Citus coordinator with 2 workers, " + std::to_string(threads) +
                           " thread(s)",
                       "set on a single server", one, distributed_rate, "writes/s"});
+    }
+
+    for (const std::size_t batch : {std::size_t{20}, std::size_t{500}}) {
+      // Events per second of a catch-up over 1,000 events written just before (not timed).
+      const auto catch_up_rate = [batch](Store& store) {
+        projections::ProjectionRunner runner(
+            store.pool(), {std::make_shared<projections::ValueCountsProjection>()},
+            projections::RunnerOptions{.batch_size = batch});
+        (void)runner.catch_up();  // what the scenarios before wrote
+        const char* zones[] = {"Europe/Berlin", "America/Chicago", "Asia/Tokyo", "UTC"};
+        for (int i = 0; i < 1000; ++i) {
+          (void)store.set("counted-" + std::to_string(i % 250) + "@example.com",
+                          "calendar.timezone", std::string(zones[i % 4]));
+        }
+        const auto start = Clock::now();
+        const std::int64_t applied = runner.catch_up();
+        const double took = std::chrono::duration<double>(Clock::now() - start).count();
+        if (applied != 1000) std::abort();  // another runner at work, or events missed
+        return static_cast<double>(applied) / took;
+      };
+      const double one = catch_up_rate(primary_store);
+      const double lanes = catch_up_rate(citus_store);
+      rows.push_back(
+          {"value counts catch-up through a Citus coordinator (a lane per worker), "
+           "batches of " +
+               std::to_string(batch),
+           "the same catch-up on a single server", one, lanes, "events/s"});
     }
 
     std::string md =

@@ -160,6 +160,10 @@ pg=$(/usr/lib/postgresql/15/bin/postgres --version)
   echo "Every server shares the same $(nproc) cores with the client, so the figures measure the"
   echo "overhead of reading from a standby or writing through Citus, not a speed-up: a real"
   echo "deployment puts each on its own machine. Better of two alternating runs after a warm-up."
+  echo "The value-counts catch-up rows time one ProjectionRunner::catch_up over 1,000 events"
+  echo "written just before (sets of 250 users), once per side: on Citus one lane per worker, each"
+  echo "batch one distributed transaction (the holders written shard by shard, the counts and the"
+  echo "checkpoint in reference tables, committed in two phases)."
   echo
   cat "$tmp/scale.md"
   echo
