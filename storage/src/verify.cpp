@@ -54,6 +54,8 @@ const char* to_string(VerifyProblemKind kind) noexcept {
       return "checkpoint_ahead";
     case VerifyProblemKind::damaged_snapshot:
       return "damaged_snapshot";
+    case VerifyProblemKind::moved_by_shard_move:
+      return "moved_by_shard_move";
   }
   return "unknown";
 }
@@ -413,6 +415,10 @@ struct StreamCheck {
   std::string last_chain_hash;        // stored chain hash of the last event (raw)
   std::int64_t baseline_version = 0;  // the version of a retention baseline standing first
   bool log_problem = false;
+  // Distributed mode: the worker group holding the stream (-1: unknown, or a single server),
+  // and whether an event moved there by a shard move was reported.
+  int group = -1;
+  bool moved_reported = false;
   bool covered = true;  // every event is within the value counts' checkpoint
   // That checkpoint: the projection's, or in distributed mode its lane on the stream's worker
   // (nullptr: none, so nothing of the stream is covered).
@@ -615,9 +621,10 @@ class Verifier {
     m_snapshots.clear();
     const std::string array = text_array(ids);
     load_page_rows(array);
-    // In distributed mode, the worker (group) of each stream, for its value counts lane.
+    // In distributed mode, the worker (group) of each stream: for its value counts lane, and to
+    // find events that a shard move brought from another worker.
     std::map<std::string, int, std::less<>> groups;
-    if (m_distributed && m_value_counts) {
+    if (m_distributed) {
       for (const auto& r : m_tx.exec_params(kStreamGroupsSql, array)) {
         groups.emplace(r[0].as<std::string>(), r[1].as<int>());
       }
@@ -628,6 +635,7 @@ class Verifier {
       if (!m_distributed) {
         check.counts = m_value_counts ? &*m_value_counts : nullptr;
       } else if (const auto g = groups.find(stream.id); g != groups.end()) {
+        check.group = g->second;
         const auto lane = m_lanes.find(g->second);
         check.counts = lane == m_lanes.end() ? nullptr : &lane->second;
       }
@@ -692,6 +700,30 @@ class Verifier {
 
   // --- one event ----------------------------------------------------------------------------
 
+  // Distributed mode. Each worker group g draws positions from g * 2^48 and stamps its own
+  // transaction ids (set_node_transaction_id), and its projector lane orders its events by
+  // them. A Citus shard move copies rows with the ids of the worker that wrote them, so on the
+  // new worker a lane compares them with ids of another counter: it skips them, or applies them
+  // again, late and out of order. Not such a case: events of a moved single-server store
+  // (transaction id 1, before everything), and positions of group 0, the coordinator's range,
+  // which rows inserted through the coordinator take (a definition, say) while the worker
+  // stamps its own transaction id: a moved shard holding only such rows goes unseen here.
+  void check_not_moved(StreamCheck& s, const EventRow& e) {
+    const std::int64_t written_by = e.position >> 48;
+    if (e.transaction_id == 1 || written_by == 0 || written_by == s.group) return;
+    s.moved_reported = true;
+    problem({Kind::moved_by_shard_move, e.stream_id, e.version, e.position, e.event_id,
+             event_name(e.stream_id, e.version, e.position, e.event_id) +
+                 ": is stored on worker group " + std::to_string(s.group) +
+                 " but was written on worker group " + std::to_string(written_by) +
+                 " (its position is from that group's range): its shard was moved "
+                 "(citus_move_shard_placement or a rebalance). Its transaction id, " +
+                 std::to_string(e.transaction_id) +
+                 ", is the other worker's, so the asynchronous projections may skip it or apply "
+                 "it again out of order, and a rebuild may miss it. Shard moves are not "
+                 "supported: see docs/scaling.md, \"Shard moves\""});
+  }
+
   void check_event(StreamCheck& s, const EventRow& e) {
     ++s.events;
     ++m_report.events_checked;
@@ -705,6 +737,7 @@ class Verifier {
     s.last_event_id = e.event_id;
     s.last_chain_hash = e.chain_hash;
     if (m_value_counts) s.covered = s.covered && covered(s.counts, e.transaction_id, e.position);
+    if (s.group >= 0 && !s.moved_reported) check_not_moved(s, e);
     if (s.log_problem) return;
     const std::string name = event_name(e.stream_id, e.version, e.position, e.event_id);
     const auto fail = [&](Kind kind, const std::string& what) {

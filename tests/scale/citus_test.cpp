@@ -81,6 +81,15 @@ int worker_port_of(const std::string& user, const std::string& database = "prefs
       database));
 }
 
+// Options of a store in distributed mode on a database of its own (created on every node, the
+// workers registered), so that a test that moves or holds things leaves the others alone.
+StoreOptions own_distributed_database(const std::string& database) {
+  StoreOptions o;
+  o.database_url = Citus::instance().cluster.create_database(database);
+  o.distributed = true;
+  return o;
+}
+
 TEST(Citus, MigrateDistributedDistributesByUserAndEveryUserStatementHitsOneShard) {
   Store store(Citus::instance().options());
   (void)store.define(meeting_length());
@@ -605,11 +614,9 @@ TEST(Citus, ImportBackupAndRestoreInDistributedMode) {
 // every event of the log is applied exactly once (the lanes' counts equal the log's).
 TEST(Citus, AnAppendHeldOpenOnOneWorkerStallsOnlyItsLaneAndNothingIsSkipped) {
   const std::string database = "held";
-  const std::string url = Citus::instance().cluster.create_database(database);
+  const StoreOptions o = own_distributed_database(database);
+  const std::string url = *o.database_url;
   const CitusNode& c = Citus::instance().coordinator;
-  StoreOptions o;
-  o.database_url = url;
-  o.distributed = true;
   Store store(o);
   (void)store.define(timezone());
   (void)store.define(meeting_length());
@@ -741,10 +748,7 @@ TEST(Citus, AnAppendHeldOpenOnOneWorkerStallsOnlyItsLaneAndNothingIsSkipped) {
 // rebuild are projected by the lanes it handed over.
 TEST(Citus, RebuildsRunPerWorkerWhileWritersGoOn) {
   const std::string database = "rebuilt";
-  StoreOptions o;
-  o.database_url = Citus::instance().cluster.create_database(database);
-  o.distributed = true;
-  Store store(o);
+  Store store(own_distributed_database(database));
   (void)store.define(timezone());
   const CitusNode& c = Citus::instance().coordinator;
   const char* zones[] = {"Europe/Berlin", "America/Chicago", "Asia/Tokyo", "UTC"};
@@ -809,6 +813,66 @@ TEST(Citus, RebuildsRunPerWorkerWhileWritersGoOn) {
             << " streams behind the value counts\n";
   EXPECT_TRUE(report.problems.empty());
   EXPECT_EQ(report.value_counts_streams_behind, 0);
+}
+
+// Shard moves are not supported (docs/scaling.md, "Shard moves"): a moved shard's events keep
+// the transaction ids of the worker that wrote them, which the new worker's lanes compare with
+// ids of their own counter. verify names every stream of a moved shard (once each), and nothing
+// before the move. The oracle: the streams whose shard is the moved one.
+TEST(Citus, VerifyNamesTheStreamsOfAShardMovedToAnotherWorker) {
+  const std::string database = "shardmove";
+  Store store(own_distributed_database(database));
+  (void)store.define(timezone());
+  for (int u = 0; u < 40; ++u) {
+    const std::string user = "mover" + std::to_string(u) + "@example.com";
+    (void)store.set(user, "calendar.timezone", std::string(u % 2 ? "Asia/Tokyo" : "UTC"));
+    (void)store.set(user, "calendar.timezone", std::string("Europe/Berlin"));
+  }
+  projections::ProjectionRunner runner(store.pool(), projections::default_projections());
+  (void)runner.catch_up();
+  const auto before = store.verify();
+  EXPECT_TRUE(before.problems.empty())
+      << before.problems.size() << " problems before the move, the first: "
+      << (before.problems.empty() ? "" : before.problems[0].message);
+
+  const CitusNode& c = Citus::instance().coordinator;
+  const auto& workers = Citus::instance().cluster.workers;
+  const std::string shard = c.value(
+      "SELECT pg_catalog.get_shard_id_for_distribution_column('prefstore.streams', "
+      "'mover0@example.com')",
+      database);
+  const int from = worker_port_of("mover0@example.com", database);
+  const int to = workers.at(0)->port() == from ? workers.at(1)->port() : workers.at(0)->port();
+  c.exec("SELECT pg_catalog.citus_move_shard_placement(" + shard + ", '127.0.0.1', " +
+             std::to_string(from) + ", '127.0.0.1', " + std::to_string(to) +
+             ", shard_transfer_mode := 'block_writes')",
+         database);
+  ASSERT_EQ(worker_port_of("mover0@example.com", database), to);
+  // The streams of the moved shard with events written on a worker (not through the
+  // coordinator, whose positions are group 0's: a definition's, say).
+  const auto in_shard = std::stoll(
+      c.value("SELECT count(DISTINCT stream_id) FROM prefstore.events WHERE "
+              "pg_catalog.get_shard_id_for_distribution_column('prefstore.streams', stream_id) = " +
+                  shard + " AND global_position >= (1::bigint << 48)",
+              database));
+
+  const auto after = store.verify();
+  std::set<std::string> named;
+  for (const auto& p : after.problems) {
+    EXPECT_EQ(p.kind, storage::VerifyProblemKind::moved_by_shard_move) << p.message;
+    EXPECT_TRUE(named.insert(p.stream_id).second) << "named twice: " << p.stream_id;
+    EXPECT_EQ(c.value("SELECT pg_catalog.get_shard_id_for_distribution_column("
+                      "'prefstore.streams', " +
+                          pqxx::connection(c.url()).quote(p.stream_id) + ")",
+                      database),
+              shard)
+        << p.stream_id << " is not in the moved shard";
+  }
+  std::cout << "moved shard " << shard << " from port " << from << " to " << to << ": " << in_shard
+            << " streams in it, verify named " << named.size()
+            << (after.problems.empty() ? "" : "; the first: " + after.problems[0].message) << "\n";
+  EXPECT_EQ(static_cast<std::int64_t>(named.size()), in_shard);
+  EXPECT_TRUE(named.count("mover0@example.com"));
 }
 
 TEST(Citus, AStoppedWorkerFailsItsUsersWritesClearlyWhileOthersGoOnAndNothingIsLost) {

@@ -3,7 +3,8 @@
 // names its last event, that every event decodes, that retention baselines and erasures match
 // their records in "$audit", and that the read models (preferences_current,
 // preference_definitions, preference_value_holders/counts up to their checkpoint, snapshots)
-// equal the fold of the log. It names the first bad event of each stream.
+// equal the fold of the log; in distributed mode also that no event was brought to another
+// worker by a Citus shard move. It names the first bad event of each stream.
 //
 // Read-only: one REPEATABLE READ READ ONLY transaction, so the log and the read models are
 // compared at one snapshot; a role with SELECT on schema prefstore (prefstore_reader) suffices.
@@ -35,6 +36,9 @@ enum class VerifyProblemKind {
   snapshot_mismatch,        // an intact snapshot differs from the fold at its version
   checkpoint_ahead,         // a projection checkpoint points past the end of the log
   damaged_snapshot,         // (warnings only) a snapshot failing its checksum, format or decoding
+  moved_by_shard_move,      // distributed mode: an event on another worker than the one that
+                            // wrote it (a Citus shard move), which the per-worker projectors
+                            // may skip or repeat; reported once per stream
 };
 
 // The persisted name of a kind: "chain_mismatch", "version_gap", ...
