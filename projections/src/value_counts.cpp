@@ -138,7 +138,7 @@ struct ChangeGroup {
 // Writes the batch's last word per (user, key): a value, or nullptr for back to the default.
 // On a single server in one group; in distributed mode one group per shard of the holders, so
 // that each statement runs on one shard (a statement over the users of many shards runs on
-// every shard, as several distributed steps: about 100 ms each on the 2-core test machine).
+// every shard, as several distributed steps: about 120 ms each on the 2-core test machine).
 void apply_changes(
     const std::map<std::pair<std::string_view, std::string_view>, const Value*>& last,
     ProjectionContext& ctx) {

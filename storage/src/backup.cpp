@@ -1,11 +1,12 @@
 #include "prefstore/storage/backup.hpp"
 
-// cereal's JSON archive configures rapidjson (assertions that throw); include it first so that
-// every translation unit sees rapidjson the same way.
+// cereal's JSON archive configures rapidjson (assertions that throw): it comes first, in a
+// block of its own, which clang-format does not reorder (tests/json_include_check.sh).
+#include <cereal/archives/json.hpp>
+
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-#include <cereal/archives/json.hpp>
 
 #include <algorithm>
 #include <cstdio>

@@ -1,10 +1,12 @@
 #include "prefstore/storage/current_state.hpp"
 
-// cereal's JSON archive configures rapidjson; include it first (see event_log.cpp).
+// cereal's JSON archive configures rapidjson (assertions that throw): it comes first, in a
+// block of its own, which clang-format does not reorder (tests/json_include_check.sh).
+#include <cereal/archives/json.hpp>
+
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-#include <cereal/archives/json.hpp>
 
 #include "definition_rows.hpp"
 #include "error_translation.hpp"

@@ -1175,11 +1175,12 @@ TEST(Faults, ConcurrentMigrateProjectionAndWriteProcessesOnAFreshDatabase) {
 
 // The other half of crash testing (TESTING.md #4): clients killed with SIGKILL at random
 // moments, also in the middle of an append. Each round starts 8 `prefstore set` processes on 4
-// users (each with its own event id), kills them all after a random 0-800 ms, and sorts them by
-// exit status: 0 acknowledged, 137 killed (outcome unknown), anything else failed. The server
-// rolls back whatever a dead client left open, so: every acknowledged event is stored exactly
-// once, a killed one at most once, no version gap (verify), and no lock is left behind (a write
-// to every user right afterwards succeeds at once).
+// users (each with its own event id), kills them all after a random delay (0 to 1.5 times an
+// unkilled round, timed first), and sorts them by exit status: 0 acknowledged, 137 killed
+// (outcome unknown), anything else failed. The server rolls back whatever a dead client left
+// open, so: every acknowledged event is stored exactly once, a killed one at most once, no
+// version gap (verify), and no lock is left behind (a write to every user right afterwards
+// succeeds at once).
 TEST(Faults, ClientsKilledMidAppendLeaveNothingHalfWrittenOrLocked) {
   const auto started = Clock::now();
   ScratchDatabase db;
@@ -1189,10 +1190,10 @@ TEST(Faults, ClientsKilledMidAppendLeaveNothingHalfWrittenOrLocked) {
       "PREFSTORE_DATABASE_URL=" +
       shell_quote(db.url()) + " ";
   const std::string cli = std::string(PREFSTORE_CLI_PATH);
-  std::mt19937 random{std::random_device{}()};
-  std::uniform_int_distribution<int> delay_ms(0, 800);
   std::map<std::string, int> outcome;  // event id -> exit status
-  for (int round = 0; round < rounds; ++round) {
+  // One round: 8 clients, killed after kill_after_ms (never when std::nullopt); records each
+  // client's exit status in outcome.
+  const auto run_round = [&](int round, std::optional<int> kill_after_ms) {
     std::string script = "pids=\"\"; ids=\"\"\n";
     for (int i = 0; i < 8; ++i) {
       const std::string id = new_uuid();
@@ -1200,9 +1201,11 @@ TEST(Faults, ClientsKilledMidAppendLeaveNothingHalfWrittenOrLocked) {
                 std::to_string(round * 8 + i) + " --event-id " + id +
                 " >/dev/null 2>&1 &\npids=\"$pids $!\"; ids=\"$ids " + id + "\"\n";
     }
-    script += "sleep " + std::to_string(delay_ms(random) / 1000.0) +
-              "\nkill -9 $pids 2>/dev/null\nset -- $ids\n"
-              "for p in $pids; do wait $p; echo \"$1 $?\"; shift; done\n";
+    if (kill_after_ms) {
+      script +=
+          "sleep " + std::to_string(*kill_after_ms / 1000.0) + "\nkill -9 $pids 2>/dev/null\n";
+    }
+    script += "set -- $ids\nfor p in $pids; do wait $p; echo \"$1 $?\"; shift; done\n";
     const auto file = std::filesystem::temp_directory_path() / ("prefstore-kill-" + new_uuid());
     {
       std::ofstream out(file);
@@ -1223,7 +1226,23 @@ TEST(Faults, ClientsKilledMidAppendLeaveNothingHalfWrittenOrLocked) {
       }
     }
     ASSERT_EQ(seen, 8) << r.output;
+  };
+  // The kill delays follow how long a round takes here (a sanitizer build is several times
+  // slower): a first round runs to the end and is timed, and the others are killed after 0 to
+  // 1.5 times that, so that some clients finish and some die mid-append.
+  const auto calibration_started = Clock::now();
+  run_round(0, std::nullopt);
+  if (HasFatalFailure()) return;
+  const int round_ms = static_cast<int>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - calibration_started)
+          .count());
+  std::mt19937 random{std::random_device{}()};
+  std::uniform_int_distribution<int> delay_ms(0, std::max(200, round_ms * 3 / 2));
+  for (int round = 1; round < rounds; ++round) {
+    run_round(round, delay_ms(random));
+    if (HasFatalFailure()) return;
   }
+  record("client_kill.round_ms", std::to_string(round_ms));
 
   const auto stored = stored_event_ids(db.url());
   std::int64_t acknowledged = 0, killed = 0, killed_stored = 0, failed = 0, lost = 0,
